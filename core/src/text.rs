@@ -483,7 +483,7 @@ pub(crate) fn parse<S: Sink>(
                     _ => None,
                 };
                 if let Some(v) = value {
-                    push_value(sink, v, limits)?
+                    push_value(sink, v, limits)?;
                 } else {
                     let (_, elem_end) = term(&mut lex, elem, 1)?;
                     return Err(ChannelError::NotPrimitive {
