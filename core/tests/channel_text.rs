@@ -230,7 +230,7 @@ fn canonical_text_escapes_strings() {
     );
     assert_eq!(canon(r#"{:s, "\u{1F600}\u00e9"}"#), "{:s, \"\u{1F600}é\"}");
     assert_eq!(canon(r#"{:s, "\e\0"}"#), r#"{:s, "\u{1B}\u{0}"}"#);
-    assert_eq!(canon(r##"{:s, "\#{x}"}"##), r##"{:s, "\#{x}"}"##);
+    assert_eq!(canon(r#"{:s, "\#{x}"}"#), r#"{:s, "\#{x}"}"#);
     assert_eq!(canon(r#"{:s, ""}"#), r#"{:s, ""}"#);
     assert_eq!(canon("{ :a ,\n 1 }"), "{:a, 1}");
 }
