@@ -294,3 +294,28 @@ impl Sink for Builder {
         Ok(())
     }
 }
+
+/// Anything that names a channel: a [`Channel`] (always valid) or its text
+/// form (validated, so it may fail with the channel error).
+pub trait IntoChannel {
+    /// The channel, or why the input is not one.
+    fn into_channel(self) -> Result<Channel, ChannelError>;
+}
+
+impl IntoChannel for Channel {
+    fn into_channel(self) -> Result<Channel, ChannelError> {
+        Ok(self)
+    }
+}
+
+impl IntoChannel for &Channel {
+    fn into_channel(self) -> Result<Channel, ChannelError> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoChannel for &str {
+    fn into_channel(self) -> Result<Channel, ChannelError> {
+        Channel::parse(self)
+    }
+}

@@ -194,6 +194,12 @@ uuid_id!(
     "session_id"
 );
 
+uuid_id!(
+    /// A single-use ticket from a handshake to the stream it opens.
+    HandshakeId,
+    "handshake_id"
+);
+
 /// A user id: an atom, integer or string. Matching is exact:
 /// `UserId::int(1) != UserId::str("1")`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]

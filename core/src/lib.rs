@@ -32,13 +32,15 @@ mod identity;
 mod json;
 pub mod limits;
 mod lit;
+#[cfg(feature = "alloc")]
+pub mod router;
 mod sink;
 mod text;
 mod topic;
 
 pub use buf::ChannelBuf;
 #[cfg(feature = "alloc")]
-pub use channel::{Atom, Channel, Value};
+pub use channel::{Atom, Channel, IntoChannel, Value};
 pub use error::{ChannelError, Quote};
 #[cfg(feature = "std")]
 pub use identity::OsEntropy;
@@ -48,5 +50,7 @@ pub use identity::{
     UserId,
 };
 pub use limits::ChannelLimits;
+#[cfg(feature = "alloc")]
+pub use router::{Effects, Payload, Router};
 #[cfg(feature = "alloc")]
 pub use topic::Topic;

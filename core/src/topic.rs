@@ -282,6 +282,12 @@ mod owned {
         }
     }
 
+    impl core::borrow::Borrow<[u8]> for Topic {
+        fn borrow(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
     impl AsRef<[u8]> for Topic {
         fn as_ref(&self) -> &[u8] {
             &self.0
