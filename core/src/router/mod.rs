@@ -9,6 +9,90 @@
 //! [`Router::handle_timeout`]. The router never blocks, never reads a clock
 //! and never knows what a socket is.
 //!
+//! # Rules
+//!
+//! Numbered so tests and notes can cite them. "Sorted" means by
+//! `(channel, cid)` for binding keys and by cid text for cids; instances an
+//! identity names are visited in instance-id order.
+//!
+//! * **R1 Handshake.** More tokens than `max_receipts_per_handshake` →
+//!   `TooManyReceipts`; `max_pending_handshakes` unredeemed stashes →
+//!   `TooManyHandshakes`. A token is accepted iff its signature is valid,
+//!   `now - created_at <= receipt_max_age`, it names this instance, its user
+//!   is `None` or equals the peer's user, and no tombstone covers it (R9).
+//!   Duplicates `(channel, cid)` keep the first; at most
+//!   `max_bindings_per_instance` are accepted. Accepted ones are re-signed
+//!   with `created_at = now` and the same user, in input order. The stash
+//!   expires at `now + handshake_ttl`.
+//! * **R2 Attach.** The handshake id is consumed whatever happens. Unknown →
+//!   `UnknownHandshake`; `expires <= now` → `HandshakeExpired`; another peer
+//!   → `HandshakeMismatch`. If the instance is attached: another session →
+//!   `SessionMismatch`; else the old stream gets `Close{Superseded}`, the
+//!   prior bindings stay (the stash's are ignored) and the identity is set
+//!   to the peer's (R8's drop rule applies; drops go to the new stream). Else
+//!   the instance is created with the stash's bindings. Then its parked
+//!   commands come out in park order: `CommandReady` if not expired, else
+//!   `CommandExpired`. A refresh is due at `now + refresh_interval`.
+//! * **R3 Detach.** The current stream's instance and bindings are forgotten,
+//!   without tombstones; a stale `ConnId` does nothing.
+//! * **R4 Bindings.** `(channel, cid)` per instance, tagged with the user who
+//!   authorized it or anonymous. Re-adding keeps the old tag. A channel
+//!   gaining its first binding on this router emits `ChannelUp`, losing its
+//!   last `ChannelDown`.
+//! * **R5 Command.** `command` needs an attached instance (`NotAttached`;
+//!   the caller may `park`) of the same session (`SessionMismatch`); the
+//!   effects start with the target cid's current channels. `commit`: a
+//!   change that would exceed `max_bindings_per_instance` →
+//!   `TooManyBindings`, nothing applied. Then, per channel in first-op order
+//!   (last op wins): put binds, tagged with the post-handler user, and issues
+//!   a receipt if newly bound; delete unbinds and, if it was bound, writes an
+//!   instance tombstone and reports a drop. With no attached instance every
+//!   put counts as newly bound and every delete as bound.
+//! * **R6 Self-echoes.** For each queued broadcast in call order whose
+//!   `except` does not name the post-handler peer: one echo per cid of the
+//!   originator bound to the channel after the commit (sorted); unattached,
+//!   the target cid if the commit put that channel. Pages use the declared set.
+//! * **R7 Publish.** Every broadcast (handler or immediate) reaches every
+//!   attached instance bound to exactly its channel, minus instances whose
+//!   instance, session or user an `except` entry names exactly, minus the
+//!   originator for handler broadcasts: one `Fanout` per broadcast with one
+//!   recipient per instance carrying all its bound cids. No recipients → no
+//!   output.
+//! * **R8 Identity change.** When a commit leaves another session or user,
+//!   every attached instance of the *pre* session takes the new identity and
+//!   gets `IdentityChanged`; if its user changed, its bindings authorized by
+//!   any other user are dropped (`DropReceipts`, sorted, if any).
+//!   Anonymous bindings survive login and logout.
+//! * **R9 Tombstones.** Keys `(identity, channel, cid)` and `(identity,
+//!   channel)`, max-merged by time, ignored when a purge marker at or after
+//!   their time exists; a purge removes tombstones no newer than it. A
+//!   receipt is covered when a tombstone at the instance, the session, the
+//!   receipt's user or the current user, binding-level or channel-wide, has
+//!   `created_at <= ts` and `ts + tombstone_ttl > now`.
+//! * **R10 Immediate API.** `subscribe` binds for every attached instance the
+//!   identity names (tag: that instance's user), skipping instances at their
+//!   limit, pushes each an `AddReceipts` with one fresh receipt, then purges
+//!   both tombstone keys at that identity level. `unsubscribe` unbinds,
+//!   pushes `DropReceipts` for the key to every named instance (bound or
+//!   not) and writes a binding tombstone. `unsubscribe_all` unbinds every cid
+//!   on the channel, pushes `DropReceipts` (sorted) where something was
+//!   bound, and writes a channel-wide tombstone.
+//! * **R11 Page.** `commit_page` takes the `init` effects of one instance; a
+//!   declared set over `max_bindings_per_instance` → `TooManyBindings`. If
+//!   attached (same session, else `SessionMismatch`), the bindings become the
+//!   declared set, all tagged with the post-render user, added before old
+//!   ones are dropped. Receipts for declared keys the client did not claim
+//!   (sorted), drops for claimed keys not declared (sorted). Then R8, R6
+//!   over the declared set, R7 without the originator.
+//! * **R12 Parking.** `park` on an attached instance emits `CommandReady` at
+//!   once; else it holds the ticket until attach (R2) or `now + park_ttl`
+//!   (`CommandExpired` from `handle_timeout`), up to
+//!   `max_parked_per_instance` / `max_parked_total` (`ParkFull`).
+//! * **R13 Time.** `handle_timeout(now)` expires stashes (`expires <= now`),
+//!   parked commands, and runs due refreshes: `RefreshReceipts` with every
+//!   binding re-signed (sorted; skipped when there are none), next due at
+//!   `now + refresh_interval`.
+//!
 //! ```
 //! use tidings_core::router::{Output, Router, RouterConfig};
 //! use tidings_core::{Cid, InstanceId, Payload, Peer, SeededEntropy, SessionId};

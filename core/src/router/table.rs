@@ -378,13 +378,15 @@ impl Table {
         all
     }
 
-    /// The live instances an identity names.
+    /// The live instances an identity names, ordered by instance id.
     pub(crate) fn resolve(&self, identity: &Identity) -> Vec<usize> {
-        match identity {
-            Identity::Instance(i) => self.slot_of(i).into_iter().collect(),
+        let mut slots = match identity {
+            Identity::Instance(i) => return self.slot_of(i).into_iter().collect(),
             Identity::Session(s) => self.by_session.get(s).cloned().unwrap_or_default(),
             Identity::User(u) => self.by_user.get(u).cloned().unwrap_or_default(),
-        }
+        };
+        slots.sort_unstable_by_key(|&s| self.instances[s].id);
+        slots
     }
 
     /// Every instance bound to `channel` and not excluded, with its cids.
