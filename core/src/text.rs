@@ -432,6 +432,70 @@ pub(crate) fn parse<S: Sink>(
     limits: &ChannelLimits,
     sink: &mut S,
 ) -> Result<(), ChannelError> {
+    if let Some(result) = parse_flat(src, limits, sink) {
+        return result;
+    }
+    parse_general(src, limits, sink)
+}
+
+/// Most values the single-pass fast path holds; longer tuples take the general path.
+const FLAT_VALUES: usize = 16;
+
+/// The common case in one pass: a bare atom, or a flat tuple of an atom tag
+/// and in-range scalars. `None` hands anything else (every syntax or shape
+/// error included) to [`parse_general`]; the checks that remain here run in
+/// the same order as there, so both paths give the same errors.
+fn parse_flat<S: Sink>(
+    src: &str,
+    limits: &ChannelLimits,
+    sink: &mut S,
+) -> Option<Result<(), ChannelError>> {
+    let mut lex = Lexer::new(src);
+    match lex.next().ok()?.0 {
+        Tok::Atom(name) => {
+            if !matches!(lex.next().ok()?.0, Tok::End) {
+                return None;
+            }
+            return Some(check_atom(name).and_then(|()| sink.atom_channel(name)));
+        }
+        Tok::LBrace => {}
+        _ => return None,
+    }
+    let Tok::Atom(tag) = lex.next().ok()?.0 else {
+        return None;
+    };
+    let mut values: heapless::Vec<LitValue<'_>, FLAT_VALUES> = heapless::Vec::new();
+    loop {
+        match lex.next().ok()?.0 {
+            Tok::Comma => {}
+            Tok::RBrace if !values.is_empty() => break,
+            _ => return None,
+        }
+        let value = match lex.next().ok()?.0 {
+            Tok::Atom(a) => LitValue::Atom(a),
+            Tok::Str(s) => LitValue::Str(s),
+            Tok::Int(_, Some(i)) => LitValue::Int(i),
+            _ => return None,
+        };
+        values.push(value).ok()?;
+    }
+    if !matches!(lex.next().ok()?.0, Tok::End) {
+        return None;
+    }
+    Some((|| {
+        check_atom(tag)?;
+        check_arity(values.len(), limits)?;
+        sink.tuple(tag, values.len())?;
+        values.iter().try_for_each(|&v| push_value(sink, v, limits))
+    })())
+}
+
+/// Two passes: the syntax of the whole input, then Hologram's checks.
+fn parse_general<S: Sink>(
+    src: &str,
+    limits: &ChannelLimits,
+    sink: &mut S,
+) -> Result<(), ChannelError> {
     // Pass 1: the syntax of the whole input.
     let mut lex = Lexer::new(src);
     let first = lex.next()?;
@@ -549,5 +613,67 @@ impl fmt::Display for Rendered<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{parse_flat, parse_general};
+    use crate::ChannelLimits;
+    use crate::channel::Builder;
+
+    fn both(
+        src: &str,
+    ) -> Option<(
+        Result<crate::Channel, crate::ChannelError>,
+        Result<crate::Channel, crate::ChannelError>,
+    )> {
+        let limits = ChannelLimits::DEFAULT;
+        let mut fast = Builder::default();
+        let fast = parse_flat(src, &limits, &mut fast)?.map(|()| fast.finish());
+        let mut general = Builder::default();
+        let general = parse_general(src, &limits, &mut general).map(|()| general.finish());
+        Some((fast, general))
+    }
+
+    #[test]
+    fn the_fast_path_takes_the_common_shapes() {
+        for src in [
+            ":news",
+            "{:room, 42}",
+            "{:doc, \"abc-123\", \"v2\"}",
+            "{:t, :a, nil, -1}",
+        ] {
+            let (fast, general) = both(src).expect(src);
+            assert_eq!(fast, general, "{src}");
+        }
+        for src in [
+            "{:a}",
+            "{:a, [1]}",
+            "\"s\"",
+            "{:a, 1,}",
+            "{:a, 99999999999999999999}",
+        ] {
+            assert!(both(src).is_none(), "{src} should fall back");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_path_agrees_with_the_general_path(src in "[{}:, \"a-c0-9\\\\\\-]{0,24}") {
+            if let Some((fast, general)) = both(&src) {
+                prop_assert_eq!(fast, general);
+            }
+        }
+
+        #[test]
+        fn the_fast_path_agrees_on_long_and_limited_tuples(n in 1usize..20, long in 250usize..260) {
+            let src = alloc::format!("{{:t{}, \"{}\"}}", ", 1".repeat(n), "x".repeat(long));
+            if let Some((fast, general)) = both(&src) {
+                prop_assert_eq!(fast, general);
+            }
+        }
     }
 }

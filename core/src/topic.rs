@@ -72,7 +72,7 @@ impl<'a> Reader<'a> {
     fn varint<T: serde::Deserialize<'a> + Serialize>(&mut self) -> Result<T, ChannelError> {
         let at = self.at();
         let (value, consumed) = self.take::<T>()?;
-        if !is_canonical(&value, consumed) {
+        if !is_minimal_varint(consumed) {
             return Err(topic_err(at, "overlong varint; topics must be canonical"));
         }
         Ok(value)
@@ -82,7 +82,7 @@ impl<'a> Reader<'a> {
     fn str(&mut self) -> Result<&'a str, ChannelError> {
         let at = self.at();
         let (s, consumed): (&'a str, _) = self.take()?;
-        if !is_canonical(&s.len(), &consumed[..consumed.len() - s.len()]) {
+        if !is_minimal_varint(&consumed[..consumed.len() - s.len()]) {
             return Err(topic_err(
                 at,
                 "overlong string length; topics must be canonical",
@@ -92,9 +92,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn is_canonical<T: Serialize>(value: &T, consumed: &[u8]) -> bool {
-    let mut buf = [0u8; 16];
-    postcard::to_slice(value, &mut buf).is_ok_and(|enc| &*enc == consumed)
+/// LEB128 (postcard's varint) is minimal exactly when it is one byte long or
+/// its last 7-bit group is not zero; postcard accepts the overlong forms.
+fn is_minimal_varint(bytes: &[u8]) -> bool {
+    bytes.len() == 1 || bytes.last().is_some_and(|&b| b != 0)
 }
 
 /// Decodes topic bytes and feeds the channel to `sink`.
