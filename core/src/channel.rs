@@ -285,7 +285,9 @@ impl Sink for Builder {
     fn tuple(&mut self, tag: Lit<'_>, arity: usize) -> Result<(), ChannelError> {
         self.tag = Some(Atom::from_lit(tag));
         self.tuple = true;
-        self.values.reserve_exact(arity);
+        // The arity comes from the input: never reserve more than the default limit up front.
+        self.values
+            .reserve_exact(arity.min(crate::limits::MAX_ARITY));
         Ok(())
     }
 

@@ -33,15 +33,17 @@ struct QuoteWriter {
 }
 
 impl fmt::Write for QuoteWriter {
+    /// Never fails: past the limit it appends `…` once and ignores the
+    /// rest (some `Display` impls assert that their writes succeed).
     fn write_str(&mut self, s: &str) -> fmt::Result {
         if self.full {
-            return Err(fmt::Error);
+            return Ok(());
         }
         for c in s.chars() {
             if self.out.0.len() + c.len_utf8() > MAX_ERROR_QUOTE_BYTES {
                 let _ = self.out.0.push('…');
                 self.full = true;
-                return Err(fmt::Error);
+                return Ok(());
             }
             let _ = self.out.0.push(c);
         }

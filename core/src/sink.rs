@@ -67,7 +67,7 @@ pub(crate) fn check_str(s: Lit<'_>, limits: &ChannelLimits) -> Result<(), Channe
 pub(crate) fn check_arity(arity: usize, limits: &ChannelLimits) -> Result<(), ChannelError> {
     if arity > limits.max_arity {
         return Err(ChannelError::TooManyElements {
-            size: arity + 1,
+            size: arity.saturating_add(1),
             max_arity: limits.max_arity,
         });
     }

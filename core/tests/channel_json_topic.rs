@@ -181,3 +181,40 @@ fn escaped_text_encodes_like_plain_text() {
     let plain = Channel::tuple("room", [Value::str("a\nb")]).unwrap();
     assert_eq!(escaped.as_topic_bytes(), plain.topic().as_bytes());
 }
+
+#[test]
+fn a_huge_claimed_arity_is_an_error_not_an_overflow() {
+    // Found by fuzzing: tuple, tag "a", arity usize::MAX in a canonical varint.
+    let bytes = [
+        0x01, 0x01, b'a', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+    ];
+    let err = Channel::from_topic(&bytes).unwrap_err();
+    assert_eq!(
+        err,
+        ChannelError::TooManyElements {
+            size: usize::MAX,
+            max_arity: 16
+        }
+    );
+    assert!(ChannelBuf::<64>::from_topic(&bytes).is_err());
+    // With no arity limit the claim is still not trusted for allocation.
+    let wide = tidings_core::ChannelLimits {
+        max_arity: usize::MAX,
+        ..tidings_core::ChannelLimits::DEFAULT
+    };
+    let claim = [
+        0x01, 0x01, b'a', 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40,
+    ];
+    assert!(Channel::from_topic_with(&claim, &wide).is_err());
+}
+
+#[test]
+fn long_json_quotes_are_cut_without_failing_the_formatter() {
+    // Found by fuzzing: serde_json's Display asserts its writes succeed.
+    let long = format!("\"{}\"", "x".repeat(119));
+    let msg = Channel::from_json(&long).unwrap_err().to_string();
+    assert!(msg.ends_with('…'), "{msg}");
+    let e =
+        Channel::from_json(r#"{"t":[1e15,1e15,1e15,1e15,1e15,1e15,1e15,1e15,1e15]}"#).unwrap_err();
+    assert!(e.to_string().contains("\"t\" must be a string"));
+}
