@@ -1,8 +1,12 @@
-//! # tidings-sse (not built yet)
+//! # tidings-sse
 //!
-//! This crate will carry Tidings over Server-Sent Events: a framework-agnostic
-//! layer for the `/tidings/handshake`, `/tidings/events`, `/tidings/command` and
-//! `/tidings/navigate` endpoints (request in, response or stream registration
-//! out), a binding on `tiny_http`, and the small browser client served at
-//! `/tidings/client.js`. Until its issue lands it exports nothing.
+//! Tidings over Server-Sent Events down and HTTP POST up (SPEC §6), as a
+//! framework-agnostic layer: [`http::route`] turns a request into a typed
+//! [`http::Route`] or a ready error, [`event`] frames the stream, [`wire`]
+//! holds the JSON bodies and [`session`] the signed session cookie.
 #![forbid(unsafe_code)]
+
+pub mod event;
+pub mod http;
+pub mod session;
+pub mod wire;
