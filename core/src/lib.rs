@@ -46,8 +46,8 @@ pub use error::{ChannelError, Quote};
 pub use identity::OsEntropy;
 #[cfg(feature = "alloc")]
 pub use identity::{
-    Cid, Entropy, IdError, Identity, InstanceId, MAX_CID_BYTES, Peer, SeededEntropy, SessionId,
-    UserId,
+    Cid, Entropy, HandshakeId, IdError, Identity, InstanceId, MAX_CID_BYTES, Peer, SeededEntropy,
+    SessionId, UserId,
 };
 pub use limits::ChannelLimits;
 #[cfg(feature = "alloc")]
