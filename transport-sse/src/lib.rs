@@ -8,5 +8,6 @@
 
 pub mod event;
 pub mod http;
+pub mod server;
 pub mod session;
 pub mod wire;
