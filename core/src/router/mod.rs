@@ -64,8 +64,9 @@
 //!   any other user are dropped (`DropReceipts`, sorted, if any).
 //!   Anonymous bindings survive login and logout.
 //! * **R9 Tombstones.** Keys `(identity, channel, cid)` and `(identity,
-//!   channel)`, max-merged by time, ignored when a purge marker at or after
-//!   their time exists; a purge removes tombstones no newer than it. A
+//!   channel)`, max-merged by time, ignored when a purge marker strictly
+//!   newer exists; a purge removes tombstones no newer than it (so at equal
+//!   times the later call wins). A
 //!   receipt is covered when a tombstone at the instance, the session, the
 //!   receipt's user or the current user, binding-level or channel-wide, has
 //!   `created_at <= ts` and `ts + tombstone_ttl > now`.

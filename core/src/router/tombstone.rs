@@ -27,9 +27,11 @@ pub(crate) struct Tombstones {
 }
 
 impl Tombstones {
-    /// Records a removal at `at`, unless a re-grant at or after `at` exists.
+    /// Records a removal at `at`, unless a re-grant strictly after `at`
+    /// exists. At equal times the later call wins: a removal right after a
+    /// grant in the same millisecond must hold.
     pub(crate) fn insert(&mut self, key: StoneKey, at: Millis) {
-        if self.purges.get(&key).is_some_and(|&p| p >= at) {
+        if self.purges.get(&key).is_some_and(|&p| p > at) {
             return;
         }
         let ts = self.stones.entry(key).or_insert(at);
