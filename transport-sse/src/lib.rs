@@ -11,3 +11,6 @@ pub mod http;
 pub mod server;
 pub mod session;
 pub mod wire;
+
+/// The browser client, served at [`http::CLIENT_JS_PATH`].
+pub const CLIENT_JS: &str = include_str!("../assets/tidings.js");

@@ -1,0 +1,692 @@
+//! The hub: one task that owns the router and the application, turns
+//! transport requests into router inputs and router outputs into frames on
+//! each connection's bounded outbound queue.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_channel::{Receiver, Sender, TrySendError};
+use serde_json::json;
+use tidings_core::router::{
+    Action, Cids, Committed, ConnId, Millis, Output, Router, RouterConfig, RouterError,
+};
+use tidings_core::{
+    Channel, Cid, Effects, HandshakeId, Identity, InstanceId, OsEntropy, Payload, Peer,
+};
+use tidings_sse::event::names;
+use tidings_sse::http::HttpResponse;
+use tidings_sse::session::{Session, SessionKeys};
+use tidings_sse::wire::{
+    CommandRequest, HandshakeRequest, HandshakeResponse, KeyJson, NavigateRequest, ReceiptDiff,
+    ReceiptJson, raw_params, self_echoes,
+};
+
+use crate::app::{App, AppError, Page};
+use crate::handle::HubHandle;
+
+/// Frames one connection may have queued (1 024) before the slow-consumer
+/// policy applies.
+pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
+
+/// Messages the hub's inbox holds (65 536) before callers are told it is overloaded.
+pub const DEFAULT_INBOX: usize = 65_536;
+
+/// What to do with a connection whose outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumer {
+    /// Close it; the client reconnects with its receipts (default).
+    #[default]
+    Disconnect,
+    /// Drop its oldest queued frame to make room.
+    DropOldest,
+}
+
+/// The hub's settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Signs receipts. Keep it stable across restarts so receipts stay valid.
+    pub receipt_secret: Vec<u8>,
+    /// Signs session cookies.
+    pub session_secret: Vec<u8>,
+    /// The router's limits and timings.
+    pub router: RouterConfig,
+    /// Heartbeat event interval (15 s).
+    pub heartbeat: Duration,
+    /// Per-connection outbound queue ([`DEFAULT_OUTBOUND_QUEUE`]).
+    pub outbound_queue: usize,
+    /// The slow-consumer policy.
+    pub slow_consumer: SlowConsumer,
+    /// Inbox capacity ([`DEFAULT_INBOX`]).
+    pub inbox: usize,
+}
+
+impl HubConfig {
+    /// Defaults with the given secrets.
+    pub fn new(receipt_secret: &[u8], session_secret: &[u8]) -> Self {
+        Self {
+            receipt_secret: receipt_secret.to_vec(),
+            session_secret: session_secret.to_vec(),
+            router: RouterConfig::default(),
+            heartbeat: Duration::from_secs(15),
+            outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+            slow_consumer: SlowConsumer::default(),
+            inbox: DEFAULT_INBOX,
+        }
+    }
+}
+
+/// One event for a connection's writer; `data` is shared by every
+/// connection that gets identical bytes.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The SSE event name.
+    pub name: &'static str,
+    /// The event's JSON data.
+    pub data: Arc<[u8]>,
+}
+
+pub(crate) type Reply<T> = Sender<T>;
+
+pub(crate) enum Immediate {
+    Broadcast {
+        except: Vec<Identity>,
+        channel: Channel,
+        action: Action,
+        params: Payload,
+    },
+    Subscribe {
+        identity: Identity,
+        channel: Channel,
+        cid: Cid,
+    },
+    Unsubscribe {
+        identity: Identity,
+        channel: Channel,
+        cid: Cid,
+    },
+    UnsubscribeAll {
+        identity: Identity,
+        channel: Channel,
+    },
+}
+
+pub(crate) enum HubMsg {
+    Page {
+        session: Session,
+        path: String,
+        reply: Reply<HttpResponse>,
+    },
+    Handshake {
+        session: Session,
+        req: HandshakeRequest,
+        reply: Reply<HttpResponse>,
+    },
+    Open {
+        session: Session,
+        instance: InstanceId,
+        handshake_id: HandshakeId,
+        queue: (Sender<Frame>, Receiver<Frame>),
+        reply: Reply<Result<ConnId, HttpResponse>>,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    Command {
+        session: Session,
+        req: CommandRequest,
+        reply: Reply<HttpResponse>,
+    },
+    Navigate {
+        session: Session,
+        req: NavigateRequest,
+        reply: Reply<HttpResponse>,
+    },
+    Immediate(Immediate),
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+struct ConnQueue {
+    tx: Sender<Frame>,
+    /// A receiver clone, to drop the oldest frame under `DropOldest`.
+    rx: Receiver<Frame>,
+}
+
+struct Parked {
+    session: Session,
+    req: CommandRequest,
+    reply: Reply<HttpResponse>,
+}
+
+/// Wall-clock milliseconds: receipts must stay verifiable across restarts.
+fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+fn router_error(e: &RouterError) -> HttpResponse {
+    let (status, code) = match e {
+        RouterError::SessionMismatch => (403, "forbidden"),
+        RouterError::NotAttached => (409, "not_connected"),
+        RouterError::TooManyHandshakes { .. } | RouterError::ParkFull { .. } => (503, "overloaded"),
+        RouterError::TooManyReceipts { .. } | RouterError::TooManyBindings { .. } => {
+            (413, "too_many")
+        }
+        _ => (400, "bad_request"),
+    };
+    HttpResponse::error(status, code, e.to_string())
+}
+
+fn app_error(e: &AppError) -> HttpResponse {
+    HttpResponse::error(e.status, &e.code, e.message.clone())
+}
+
+/// The hub task's state.
+pub struct Hub {
+    router: Router,
+    app: Arc<dyn App>,
+    keys: SessionKeys,
+    config: HubConfig,
+    entropy: OsEntropy,
+    rx: Receiver<HubMsg>,
+    conns: HashMap<ConnId, ConnQueue>,
+    parked: HashMap<u64, Parked>,
+    next_ticket: u64,
+    next_heartbeat: Instant,
+}
+
+impl Hub {
+    /// A hub for `app` and a handle to it. Run it with [`Hub::run`] (e.g.
+    /// on its own thread under `smol::block_on`) or use [`Hub::spawn`].
+    pub fn new(app: impl App, config: HubConfig) -> (Self, HubHandle) {
+        let (tx, rx) = async_channel::bounded(config.inbox);
+        let hub = Self {
+            router: Router::new(&config.receipt_secret, config.router.clone()),
+            app: Arc::new(app),
+            keys: SessionKeys::new(&config.session_secret),
+            next_heartbeat: Instant::now() + config.heartbeat,
+            config,
+            entropy: OsEntropy,
+            rx,
+            conns: HashMap::new(),
+            parked: HashMap::new(),
+            next_ticket: 1,
+        };
+        (hub, HubHandle { tx })
+    }
+
+    /// Runs a hub on its own thread.
+    pub fn spawn(app: impl App, config: HubConfig) -> (HubHandle, std::thread::JoinHandle<()>) {
+        let (hub, handle) = Self::new(app, config);
+        let thread = std::thread::Builder::new()
+            .name("tidings-hub".into())
+            .spawn(move || smol::block_on(hub.run()))
+            .expect("spawning the hub thread");
+        (handle, thread)
+    }
+
+    /// The session cookie keys this hub signs with.
+    pub fn keys(&self) -> &SessionKeys {
+        &self.keys
+    }
+
+    /// Processes messages and timers until shut down.
+    pub async fn run(mut self) {
+        loop {
+            let now = now_ms();
+            let router_at = self
+                .router
+                .poll_timeout()
+                .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)));
+            let deadline = router_at.map_or(self.next_heartbeat, |at| at.min(self.next_heartbeat));
+            let msg = smol::future::or(async { Some(self.rx.recv().await) }, async {
+                smol::Timer::at(deadline).await;
+                None
+            })
+            .await;
+            match msg {
+                Some(Ok(HubMsg::Shutdown { reply })) => {
+                    self.conns.clear();
+                    for (_, p) in self.parked.drain() {
+                        let _ = p.reply.try_send(HttpResponse::error(
+                            503,
+                            "shutting_down",
+                            "the server is shutting down",
+                        ));
+                    }
+                    let _ = reply.try_send(());
+                    return;
+                }
+                Some(Ok(msg)) => self.handle(msg),
+                Some(Err(_)) => return,
+                None => self.tick(),
+            }
+            self.drain_outputs();
+        }
+    }
+
+    fn tick(&mut self) {
+        self.router.handle_timeout(now_ms());
+        if Instant::now() >= self.next_heartbeat {
+            self.next_heartbeat = Instant::now() + self.config.heartbeat;
+            let frame = Frame {
+                name: names::HEARTBEAT,
+                data: Arc::from(&b"{}"[..]),
+            };
+            let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+            for conn in conns {
+                self.push(conn, frame.clone());
+            }
+        }
+    }
+
+    fn peer(instance: InstanceId, session: &Session) -> Peer {
+        Peer {
+            instance,
+            session: session.id,
+            user: session.user.clone(),
+        }
+    }
+
+    fn handle(&mut self, msg: HubMsg) {
+        let now = now_ms();
+        match msg {
+            HubMsg::Page {
+                session,
+                path,
+                reply,
+            } => {
+                let _ = reply.try_send(self.page(now, &session, &path));
+            }
+            HubMsg::Handshake {
+                session,
+                req,
+                reply,
+            } => {
+                let peer = Self::peer(req.instance_id, &session);
+                let tokens: Vec<&str> = req.receipts.iter().map(String::as_str).collect();
+                let resp = match self
+                    .router
+                    .handshake(now, &mut self.entropy, &peer, &tokens)
+                {
+                    Ok(hs) => HttpResponse::json(
+                        200,
+                        &HandshakeResponse {
+                            handshake_id: hs.handshake_id,
+                            receipts: hs.receipts.into_iter().map(ReceiptJson::from).collect(),
+                        },
+                    ),
+                    Err(e) => router_error(&e),
+                };
+                let _ = reply.try_send(resp);
+            }
+            HubMsg::Open {
+                session,
+                instance,
+                handshake_id,
+                queue: (tx, rx),
+                reply,
+            } => {
+                let peer = Self::peer(instance, &session);
+                let result = match self.router.attach(now, &handshake_id, &peer) {
+                    Ok(conn) => {
+                        self.conns.insert(conn, ConnQueue { tx, rx });
+                        Ok(conn)
+                    }
+                    Err(e) => Err(router_error(&e)),
+                };
+                let _ = reply.try_send(result);
+            }
+            HubMsg::Closed { conn } => {
+                self.conns.remove(&conn);
+                self.router.detach(conn);
+            }
+            HubMsg::Command {
+                session,
+                req,
+                reply,
+            } => self.command(now, session, req, reply),
+            HubMsg::Navigate {
+                session,
+                req,
+                reply,
+            } => {
+                let _ = reply.try_send(self.navigate(now, &session, &req));
+            }
+            HubMsg::Immediate(op) => self.immediate(now, op),
+            HubMsg::Shutdown { .. } => {}
+        }
+    }
+
+    fn immediate(&mut self, now: Millis, op: Immediate) {
+        // Inputs were validated by the handle; the router cannot refuse them.
+        let _ = match op {
+            Immediate::Broadcast {
+                except,
+                channel,
+                action,
+                params,
+            } => self
+                .router
+                .broadcast_action_except(&except, channel, action.as_str(), params),
+            Immediate::Subscribe {
+                identity,
+                channel,
+                cid,
+            } => self
+                .router
+                .subscribe(now, &identity, channel, cid)
+                .map(|_| ()),
+            Immediate::Unsubscribe {
+                identity,
+                channel,
+                cid,
+            } => self.router.unsubscribe(now, &identity, channel, cid),
+            Immediate::UnsubscribeAll { identity, channel } => {
+                self.router.unsubscribe_all(now, &identity, channel)
+            }
+        };
+    }
+
+    /// Renders a page for a fresh instance and embeds the boot data.
+    fn page(&mut self, now: Millis, session: &Session, path: &str) -> HttpResponse {
+        let peer = Self::peer(InstanceId::mint(&mut self.entropy), session);
+        let mut page = Page::new(peer.clone());
+        let html = match catch_unwind(AssertUnwindSafe(|| self.app.render(path, &mut page))) {
+            Err(_) => {
+                return HttpResponse::error(
+                    500,
+                    "handler_panicked",
+                    "the page's init handler panicked",
+                );
+            }
+            Ok(Err(e)) => return app_error(&e),
+            Ok(Ok(None)) => {
+                return HttpResponse::error(404, "not_found", format!("no page at {path}"));
+            }
+            Ok(Ok(Some(html))) => html,
+        };
+        let committed = match self.router.commit_page(now, &peer, page.components, &[]) {
+            Ok(c) => c,
+            Err(e) => return router_error(&e),
+        };
+        let boot = json!({
+            "instance_id": peer.instance,
+            "receipts": committed.receipt_adds.iter().cloned().map(ReceiptJson::from).collect::<Vec<_>>(),
+            "self_echoes": self_echoes(&committed.self_echoes),
+        });
+        // `</` cannot appear in the JSON's strings unescaped inside a script.
+        let boot = boot.to_string().replace("</", "<\\/");
+        let script =
+            format!(r#"<script id="tidings-boot" type="application/json">{boot}</script>"#);
+        let html = if html.contains("<!--tidings-boot-->") {
+            html.replacen("<!--tidings-boot-->", &script, 1)
+        } else {
+            html.replacen("</head>", &format!("{script}</head>"), 1)
+        };
+        let mut resp = HttpResponse {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            headers: vec![("Cache-Control", "no-store".to_owned())],
+            body: html.into_bytes(),
+        };
+        self.identity_cookie(session, &committed, &mut resp);
+        resp
+    }
+
+    fn identity_cookie(&self, session: &Session, committed: &Committed, resp: &mut HttpResponse) {
+        if committed.session != session.id || committed.user != session.user {
+            let new = Session {
+                id: committed.session,
+                user: committed.user.clone(),
+            };
+            resp.headers
+                .push(("Set-Cookie", self.keys.set_cookie(&new)));
+        }
+    }
+
+    fn command(
+        &mut self,
+        now: Millis,
+        session: Session,
+        req: CommandRequest,
+        reply: Reply<HttpResponse>,
+    ) {
+        match self
+            .router
+            .command(req.instance_id, session.id, req.target.clone())
+        {
+            Ok(fx) => {
+                let _ = reply.try_send(self.run_command(now, &session, fx, &req));
+            }
+            Err(RouterError::NotAttached) => {
+                let ticket = self.next_ticket;
+                self.next_ticket += 1;
+                let instance = req.instance_id;
+                self.parked.insert(
+                    ticket,
+                    Parked {
+                        session,
+                        req,
+                        reply,
+                    },
+                );
+                if let Err(e) = self.router.park(now, instance, ticket)
+                    && let Some(p) = self.parked.remove(&ticket)
+                {
+                    let _ = p.reply.try_send(router_error(&e));
+                }
+            }
+            Err(e) => {
+                let _ = reply.try_send(router_error(&e));
+            }
+        }
+    }
+
+    fn run_command(
+        &mut self,
+        now: Millis,
+        session: &Session,
+        mut fx: Effects,
+        req: &CommandRequest,
+    ) -> HttpResponse {
+        let params: serde_json::Value = match serde_json::from_str(req.params.get()) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => return HttpResponse::error(400, "bad_request", "params must be a JSON object"),
+        };
+        let next = match catch_unwind(AssertUnwindSafe(|| {
+            self.app.command(&mut fx, &req.name, &params)
+        })) {
+            Err(_) => {
+                return HttpResponse::error(
+                    500,
+                    "handler_panicked",
+                    "the command handler panicked; nothing was committed",
+                );
+            }
+            Ok(Err(e)) => return app_error(&e),
+            Ok(Ok(next)) => next,
+        };
+        // Everything the response needs is encoded before the commit.
+        let action = next.map(|n| {
+            json!({"action": n.action, "params": n.params, "cid": n.cid.unwrap_or_else(|| req.target.as_str().to_owned())})
+        });
+        let committed = match self.router.commit(now, fx) {
+            Ok(c) => c,
+            Err(e) => return router_error(&e),
+        };
+        let mut resp = HttpResponse::json(
+            200,
+            &json!({
+                "action": action,
+                "self_echoes": self_echoes(&committed.self_echoes),
+                "receipts": Self::diff(&committed),
+            }),
+        );
+        self.identity_cookie(session, &committed, &mut resp);
+        resp
+    }
+
+    fn diff(committed: &Committed) -> ReceiptDiff {
+        ReceiptDiff {
+            adds: committed
+                .receipt_adds
+                .iter()
+                .cloned()
+                .map(ReceiptJson::from)
+                .collect(),
+            drops: committed
+                .receipt_drops
+                .iter()
+                .cloned()
+                .map(KeyJson::from)
+                .collect(),
+        }
+    }
+
+    fn navigate(&mut self, now: Millis, session: &Session, req: &NavigateRequest) -> HttpResponse {
+        let peer = Self::peer(req.instance_id, session);
+        let mut page = Page::new(peer.clone());
+        let path = req.path.split('?').next().unwrap_or("/");
+        let html = match catch_unwind(AssertUnwindSafe(|| self.app.render(path, &mut page))) {
+            Err(_) => {
+                return HttpResponse::error(
+                    500,
+                    "handler_panicked",
+                    "the page's init handler panicked",
+                );
+            }
+            Ok(Err(e)) => return app_error(&e),
+            Ok(Ok(None)) => {
+                return HttpResponse::error(404, "not_found", format!("no page at {path}"));
+            }
+            Ok(Ok(Some(html))) => html,
+        };
+        let claimed: Vec<_> = req.claimed.iter().cloned().map(Into::into).collect();
+        let committed = match self
+            .router
+            .commit_page(now, &peer, page.components, &claimed)
+        {
+            Ok(c) => c,
+            Err(e) => return router_error(&e),
+        };
+        let mut resp = HttpResponse::json(
+            200,
+            &json!({
+                "html": html,
+                "self_echoes": self_echoes(&committed.self_echoes),
+                "receipts": Self::diff(&committed),
+            }),
+        );
+        self.identity_cookie(session, &committed, &mut resp);
+        resp
+    }
+
+    /// Queues a frame for a connection, applying the slow-consumer policy.
+    fn push(&mut self, conn: ConnId, frame: Frame) {
+        let Some(q) = self.conns.get(&conn) else {
+            return;
+        };
+        match q.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(TrySendError::Full(frame)) => match self.config.slow_consumer {
+                SlowConsumer::DropOldest => {
+                    let _ = q.rx.try_recv();
+                    let _ = q.tx.try_send(frame);
+                }
+                SlowConsumer::Disconnect => self.disconnect(conn),
+            },
+            Err(TrySendError::Closed(_)) => self.disconnect(conn),
+        }
+    }
+
+    fn disconnect(&mut self, conn: ConnId) {
+        // Dropping the queue ends the writer, which ends the stream.
+        self.conns.remove(&conn);
+        self.router.detach(conn);
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(out) = self.router.poll_output() {
+            match out {
+                Output::Fanout {
+                    broadcast,
+                    recipients,
+                } => {
+                    let params = raw_params(broadcast.params.as_bytes());
+                    let mut frames: HashMap<Cids, Frame> = HashMap::new();
+                    for r in recipients {
+                        let frame = frames
+                            .entry(r.cids.clone())
+                            .or_insert_with(|| {
+                                let cids: Vec<&str> =
+                                    r.cids.as_slice().iter().map(Cid::as_str).collect();
+                                let data = serde_json::to_vec(&json!({
+                                    "action": broadcast.action.as_str(),
+                                    "params": params,
+                                    "cids": cids,
+                                }))
+                                .expect("broadcast frames serialize");
+                                Frame {
+                                    name: names::BROADCAST,
+                                    data: data.into(),
+                                }
+                            })
+                            .clone();
+                        self.push(r.conn, frame);
+                    }
+                }
+                Output::AddReceipts { conn, receipts } => {
+                    let data: Vec<ReceiptJson> =
+                        receipts.into_iter().map(ReceiptJson::from).collect();
+                    self.push_json(conn, names::ADD_SUB_RECEIPTS, &data);
+                }
+                Output::RefreshReceipts { conn, receipts } => {
+                    let data: Vec<ReceiptJson> =
+                        receipts.into_iter().map(ReceiptJson::from).collect();
+                    self.push_json(conn, names::REFRESH_SUB_RECEIPTS, &data);
+                }
+                Output::DropReceipts { conn, keys } => {
+                    let data: Vec<KeyJson> = keys.into_iter().map(KeyJson::from).collect();
+                    self.push_json(conn, names::DROP_SUB_RECEIPTS, &data);
+                }
+                Output::Close { conn, .. } => {
+                    self.conns.remove(&conn);
+                }
+                Output::CommandReady { ticket } => {
+                    if let Some(p) = self.parked.remove(&ticket) {
+                        let now = now_ms();
+                        self.command(now, p.session, p.req, p.reply);
+                    }
+                }
+                Output::CommandExpired { ticket } => {
+                    if let Some(p) = self.parked.remove(&ticket) {
+                        let _ = p.reply.try_send(HttpResponse::error(
+                            409,
+                            "not_connected",
+                            "the instance's stream did not attach in time; reconnect and retry",
+                        ));
+                    }
+                }
+                // The SSE client learns identity changes from the command's
+                // cookie; a single node has no cluster bus to tell.
+                Output::IdentityChanged { .. } | Output::ChannelUp(_) | Output::ChannelDown(_) => {}
+            }
+        }
+    }
+
+    fn push_json(&mut self, conn: ConnId, name: &'static str, data: &impl serde::Serialize) {
+        let data = serde_json::to_vec(data).expect("receipt frames serialize");
+        self.push(
+            conn,
+            Frame {
+                name,
+                data: data.into(),
+            },
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Serves a hub over SSE + POST on the bundled `tiny_http` binding.
+//!
+//! Worker threads take requests off `tiny_http`, route them and wait for
+//! the hub's answer; each event stream gets a writer thread (small stack)
+//! that drains its bounded queue, coalescing whatever is waiting into one
+//! chunk per write. A write error or timeout ends the stream and tells the hub.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use async_channel::Receiver;
+use tidings_core::OsEntropy;
+use tidings_core::router::ConnId;
+use tidings_sse::event::{DEFAULT_RETRY_MS, EventEncoder};
+use tidings_sse::http::{HttpResponse, Route, route};
+use tidings_sse::server::{OwnedRequest, ServerConfig, SseStream, bind, read_request, respond};
+use tidings_sse::session::{Session, SessionKeys};
+
+use crate::handle::HubHandle;
+use crate::hub::{Frame, HubMsg};
+
+/// Stack size of each stream's writer thread (64 KiB).
+pub const WRITER_STACK: usize = 64 * 1024;
+
+/// Most bytes coalesced into one write (64 KiB).
+pub const MAX_COALESCED_BYTES: usize = 64 * 1024;
+
+/// How the SSE endpoint is served.
+#[derive(Debug, Clone)]
+pub struct SseConfig {
+    /// Listener settings.
+    pub server: ServerConfig,
+    /// Request worker threads (16): each waits for the hub on one request,
+    /// a parked command for up to the park TTL.
+    pub workers: usize,
+    /// Per-stream outbound queue, in frames.
+    pub outbound_queue: usize,
+    /// The `retry:` hint for browsers, in ms.
+    pub retry_ms: u32,
+}
+
+impl SseConfig {
+    /// Defaults on `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            server: ServerConfig::new(addr),
+            workers: 16,
+            outbound_queue: crate::hub::DEFAULT_OUTBOUND_QUEUE,
+            retry_ms: DEFAULT_RETRY_MS,
+        }
+    }
+}
+
+/// A running SSE server.
+pub struct SseServer {
+    server: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl SseServer {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking requests and joins the workers. Call
+    /// [`HubHandle::shutdown`] first to close the streams.
+    pub fn stop(self) {
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Starts serving `hub` over SSE + POST; `keys` must be the hub's.
+pub fn serve(hub: &HubHandle, keys: &SessionKeys, config: &SseConfig) -> io::Result<SseServer> {
+    let server = Arc::new(bind(&config.server)?);
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| io::Error::other("not an IP listener"))?;
+    let workers = (0..config.workers.max(1))
+        .map(|i| {
+            let server = server.clone();
+            let ctx = Ctx {
+                hub: hub.clone(),
+                keys: keys.clone(),
+                queue: config.outbound_queue,
+                retry_ms: config.retry_ms,
+            };
+            thread::Builder::new()
+                .name(format!("tidings-http-{i}"))
+                .spawn(move || {
+                    while let Ok(rq) = server.recv() {
+                        ctx.handle(rq);
+                    }
+                })
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(SseServer {
+        server,
+        workers,
+        addr,
+    })
+}
+
+#[derive(Clone)]
+struct Ctx {
+    hub: HubHandle,
+    keys: SessionKeys,
+    queue: usize,
+    retry_ms: u32,
+}
+
+impl Ctx {
+    /// Sends a message built around a reply channel and waits for the answer.
+    fn ask<T>(&self, make: impl FnOnce(async_channel::Sender<T>) -> HubMsg) -> Option<T> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.hub.tx.send_blocking(make(tx)).ok()?;
+        rx.recv_blocking().ok()
+    }
+
+    fn unavailable() -> HttpResponse {
+        HttpResponse::error(503, "unavailable", "the hub is not running")
+    }
+
+    fn handle(&self, mut rq: tiny_http::Request) {
+        let req = match read_request(&mut rq) {
+            Ok(r) => r,
+            Err(resp) => {
+                let _ = respond(rq, resp);
+                return;
+            }
+        };
+        let resp = match route(&req.as_http(), &self.keys) {
+            Err(resp) => resp,
+            Ok(None) => self.page(&req),
+            Ok(Some(Route::ClientJs)) => HttpResponse {
+                status: 200,
+                content_type: "application/javascript; charset=utf-8",
+                headers: vec![("Cache-Control", "no-cache".to_owned())],
+                body: tidings_sse::CLIENT_JS.as_bytes().to_vec(),
+            },
+            Ok(Some(Route::Handshake(session, req))) => self
+                .ask(|reply| HubMsg::Handshake {
+                    session,
+                    req,
+                    reply,
+                })
+                .unwrap_or_else(Self::unavailable),
+            Ok(Some(Route::Command(session, req))) => self
+                .ask(|reply| HubMsg::Command {
+                    session,
+                    req,
+                    reply,
+                })
+                .unwrap_or_else(Self::unavailable),
+            Ok(Some(Route::Navigate(session, req))) => self
+                .ask(|reply| HubMsg::Navigate {
+                    session,
+                    req,
+                    reply,
+                })
+                .unwrap_or_else(Self::unavailable),
+            Ok(Some(Route::Events {
+                session,
+                instance,
+                handshake_id,
+            })) => {
+                let (tx, frames) = async_channel::bounded(self.queue);
+                let queue = (tx, frames.clone());
+                match self.ask(|reply| HubMsg::Open {
+                    session,
+                    instance,
+                    handshake_id,
+                    queue,
+                    reply,
+                }) {
+                    Some(Ok(conn)) => {
+                        self.stream(rq, conn, frames);
+                        return;
+                    }
+                    Some(Err(resp)) => resp,
+                    None => Self::unavailable(),
+                }
+            }
+        };
+        let _ = respond(rq, resp);
+    }
+
+    /// Any other GET is a page of the app, rendered by the hub.
+    fn page(&self, req: &OwnedRequest) -> HttpResponse {
+        if req.method != "GET" {
+            return HttpResponse::error(404, "not_found", "no such endpoint");
+        }
+        let existing = req
+            .cookie
+            .as_deref()
+            .and_then(|c| self.keys.from_cookie_header(c));
+        let fresh = existing.is_none();
+        let session: Session = existing.unwrap_or_else(|| self.keys.mint(&mut OsEntropy));
+        let path = req.url.split('?').next().unwrap_or("/").to_owned();
+        let set_cookie = self.keys.set_cookie(&session);
+        let mut resp = self
+            .ask(|reply| HubMsg::Page {
+                session,
+                path,
+                reply,
+            })
+            .unwrap_or_else(Self::unavailable);
+        if fresh && !resp.headers.iter().any(|(k, _)| *k == "Set-Cookie") {
+            resp.headers.push(("Set-Cookie", set_cookie));
+        }
+        resp
+    }
+
+    /// Hands the connection to a writer thread for the stream's lifetime.
+    fn stream(&self, rq: tiny_http::Request, conn: ConnId, frames: Receiver<Frame>) {
+        let hub = self.hub.clone();
+        let retry_ms = self.retry_ms;
+        let spawned = thread::Builder::new()
+            .name("tidings-sse-writer".into())
+            .stack_size(WRITER_STACK)
+            .spawn(move || {
+                write_stream(rq, retry_ms, &frames);
+                let _ = hub.tx.send_blocking(HubMsg::Closed { conn });
+            });
+        if spawned.is_err() {
+            let _ = self.hub.tx.send_blocking(HubMsg::Closed { conn });
+        }
+    }
+}
+
+/// Writes queued frames until the queue closes (the hub dropped the stream)
+/// or a write fails (the client left or stalled past the write timeout).
+fn write_stream(rq: tiny_http::Request, retry_ms: u32, frames: &Receiver<Frame>) {
+    let mut enc = EventEncoder::new(retry_ms);
+    let mut buf = Vec::with_capacity(512);
+    enc.preamble(&mut buf);
+    let Ok(mut stream) = SseStream::start(rq, &buf) else {
+        return;
+    };
+    while let Ok(first) = frames.recv_blocking() {
+        buf.clear();
+        enc.event(&mut buf, first.name, &first.data);
+        while buf.len() < MAX_COALESCED_BYTES {
+            let Ok(next) = frames.try_recv() else { break };
+            enc.event(&mut buf, next.name, &next.data);
+        }
+        if stream.send(&buf).is_err() {
+            return;
+        }
+    }
+    let _ = stream.finish();
+}
