@@ -567,3 +567,59 @@ fn handshake_limits_and_duplicates() {
     );
     assert_eq!(f.router.stats().pending_handshakes, 2);
 }
+
+// R2 / R12: a parked command whose park TTL ran out before the attach (with
+// no `handle_timeout` in between) comes out of the attach as
+// `CommandExpired`, in park order with the live ones.
+#[test]
+fn attach_releases_parked_commands_in_order_expired_ones_as_expired() {
+    let mut f = Fixture::new();
+    let peer = f.peer(None);
+    f.router.park(0, peer.instance, 1).unwrap();
+    f.router.park(2_000, peer.instance, 2).unwrap();
+    f.attach(5_000, &peer, &[]);
+    let released: Vec<Output> = f
+        .drain()
+        .into_iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::CommandReady { .. } | Output::CommandExpired { .. }
+            )
+        })
+        .collect();
+    assert_eq!(
+        released,
+        vec![
+            Output::CommandExpired { ticket: 1 },
+            Output::CommandReady { ticket: 2 }
+        ]
+    );
+    assert_eq!(f.router.stats().parked, 0);
+}
+
+// R12: parking is bounded per instance and in all (`ParkFull`).
+#[test]
+fn parking_is_bounded_per_instance_and_in_all() {
+    let mut f = Fixture::with_config(RouterConfig {
+        max_parked_per_instance: 2,
+        max_parked_total: 3,
+        ..RouterConfig::default()
+    });
+    let a = f.peer(None);
+    let b = f.peer(None);
+    let full = RouterError::ParkFull {
+        max: 2,
+        max_total: 3,
+    };
+    f.router.park(0, a.instance, 1).unwrap();
+    f.router.park(0, a.instance, 2).unwrap();
+    assert_eq!(f.router.park(0, a.instance, 3), Err(full.clone()));
+    f.router.park(0, b.instance, 4).unwrap();
+    assert_eq!(f.router.park(0, b.instance, 5), Err(full));
+    assert_eq!(f.router.stats().parked, 3);
+    // Expiry frees room.
+    f.advance(5_000);
+    assert_eq!(f.router.stats().parked, 0);
+    assert!(f.router.park(5_000, b.instance, 6).is_ok());
+}

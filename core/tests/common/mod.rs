@@ -201,6 +201,8 @@ pub(crate) fn key(channel: &str, cid_text: &str) -> BindingKey {
     }
 }
 
+/// `Some(UserId::int(id))`: the shape `Peer::user` and `Committed::user` take.
+#[allow(clippy::unnecessary_wraps)]
 pub(crate) fn user(id: i64) -> Option<UserId> {
     Some(UserId::int(id))
 }
@@ -300,5 +302,38 @@ pub(crate) fn echoes(c: &Committed) -> Vec<(String, String)> {
     c.self_echoes
         .iter()
         .map(|e| (e.action.as_str().to_owned(), e.cid.as_str().to_owned()))
+        .collect()
+}
+
+/// The `init` effects of a page render declaring `(channel, cid)` pairs: one
+/// `Effects` per cid, in first-appearance order.
+pub(crate) fn page_effects(peer: &Peer, declared: &[(&str, &str)]) -> Vec<Effects> {
+    let mut all: Vec<Effects> = Vec::new();
+    for (channel, cid_text) in declared {
+        let id = cid(cid_text);
+        let pos = if let Some(pos) = all.iter().position(|fx| *fx.cid() == id) {
+            pos
+        } else {
+            all.push(Effects::init(peer, id));
+            all.len() - 1
+        };
+        all[pos].put_subscription(*channel).expect("valid channel");
+    }
+    all
+}
+
+/// The keys of `(channel, cid)` pairs, sorted (the router's order).
+pub(crate) fn sorted_keys(pairs: &[(&str, &str)]) -> Vec<BindingKey> {
+    let mut keys: Vec<BindingKey> = pairs.iter().map(|(c, id)| key(c, id)).collect();
+    keys.sort();
+    keys
+}
+
+/// The outputs other than `ChannelUp` / `ChannelDown`, in order.
+pub(crate) fn non_crossings(outputs: &[Output]) -> Vec<Output> {
+    outputs
+        .iter()
+        .filter(|o| !matches!(o, Output::ChannelUp(_) | Output::ChannelDown(_)))
+        .cloned()
         .collect()
 }
