@@ -80,26 +80,26 @@ fn delete_subscription_records_a_delete() {
     assert_eq!(crossings(&f.drain()), vec![(false, ch(":a"))]);
 }
 
-// H§8.10.4 it records `:delete` even when absent. Observable when the
-// commit finds no attached instance (R5: every delete counts as bound, so it
-// is reported and tombstoned); attached, R5 reports and tombstones only a
-// key that was bound.
+// H§8.10.4 it records `:delete` even when absent. Ours (R5): attached or
+// not, every delete is reported and tombstoned, so a stale receipt the client
+// still holds cannot bring the binding back at its next handshake.
 #[test]
 fn delete_subscription_records_a_delete_even_when_absent() {
     let mut f = Fixture::new();
     let p = f.peer(None);
+    let stale = f.token_for(0, &p, ":a", "page");
     let conn = f.connect(0, &p);
     let mut fx = f.command(&p, "page");
     fx.delete_subscription(":a").unwrap();
     assert!(fx.subscriptions().is_empty());
     let attached = fx.clone();
     let c = f.commit(10, attached);
-    assert!(c.receipt_drops.is_empty());
-    assert_eq!(f.router.stats().tombstones, 0);
-    f.router.detach(conn);
-    let c = f.commit(20, fx);
     assert_eq!(c.receipt_drops, vec![key(":a", "page")]);
     assert_eq!(f.router.stats().tombstones, 1);
+    assert!(!f.accepts(20, &p, &stale), "the stale receipt must be refused");
+    f.router.detach(conn);
+    let c = f.commit(30, fx);
+    assert_eq!(c.receipt_drops, vec![key(":a", "page")]);
 }
 
 // H§8.10.5 an invalid channel raises. Ours: `Err` with the channel error;
@@ -407,8 +407,7 @@ fn nothing_is_committed_when_the_effects_are_dropped() {
 }
 
 // SPEC §4 / H§4.2: the last op on a key wins — put then delete is a delete
-// (nothing bound, no receipt; no drop or tombstone for a key that was not
-// bound).
+// (nothing bound, no receipt; R5 reports the drop and tombstones it).
 #[test]
 fn last_op_wins_put_then_delete() {
     let mut f = Fixture::new();
@@ -419,9 +418,10 @@ fn last_op_wins_put_then_delete() {
     fx.delete_subscription(":a").unwrap();
     assert!(fx.subscriptions().is_empty());
     let c = f.commit(10, fx);
-    assert!(c.receipt_adds.is_empty() && c.receipt_drops.is_empty());
+    assert!(c.receipt_adds.is_empty());
+    assert_eq!(c.receipt_drops, vec![key(":a", "page")]);
     assert_eq!(f.keys(&p), vec![]);
-    assert_eq!(f.router.stats().tombstones, 0);
+    assert_eq!(f.router.stats().tombstones, 1);
     assert_eq!(f.drain(), vec![]);
 }
 

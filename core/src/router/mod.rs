@@ -29,7 +29,10 @@
 //!   → `HandshakeMismatch`. If the instance is attached: another session →
 //!   `SessionMismatch`; else the old stream gets `Close{Superseded}`, the
 //!   prior bindings stay (the stash's are ignored) and the identity is set
-//!   to the peer's (R8's drop rule applies; drops go to the new stream). Else
+//!   to the peer's (R8's drop rule applies; drops go to the new stream),
+//!   then the new stream gets `RefreshReceipts` for every binding (sorted,
+//!   if any) and `DropReceipts` for stash keys not bound (in stash order,
+//!   if any), so the client's store matches what holds. Else
 //!   the instance is created with the stash's bindings. Then its parked
 //!   commands come out in park order: `CommandReady` if not expired, else
 //!   `CommandExpired`. A refresh is due at `now + refresh_interval`.
@@ -45,9 +48,9 @@
 //!   change that would exceed `max_bindings_per_instance` →
 //!   `TooManyBindings`, nothing applied. Then, per channel in first-op order
 //!   (last op wins): put binds, tagged with the post-handler user, and issues
-//!   a receipt if newly bound; delete unbinds and, if it was bound, writes an
-//!   instance tombstone and reports a drop. With no attached instance every
-//!   put counts as newly bound and every delete as bound.
+//!   a receipt if newly bound; delete unbinds (if bound), writes an instance
+//!   tombstone and reports a drop, bound or not, so a stale receipt cannot
+//!   bring it back. With no attached instance every put counts as newly bound.
 //! * **R6 Self-echoes.** For each queued broadcast in call order whose
 //!   `except` does not name the post-handler peer: one echo per cid of the
 //!   originator bound to the channel after the commit (sorted); unattached,
@@ -71,7 +74,8 @@
 //!   receipt's user or the current user, binding-level or channel-wide, has
 //!   `created_at <= ts` and `ts + tombstone_ttl > now`.
 //! * **R10 Immediate API.** `subscribe` binds for every attached instance the
-//!   identity names (tag: that instance's user), skipping instances at their
+//!   identity names (tag: that instance's user; a re-add keeps its tag and
+//!   its receipt is signed for that tag), skipping instances at their
 //!   limit, pushes each an `AddReceipts` with one fresh receipt, then purges
 //!   both tombstone keys at that identity level. `unsubscribe` unbinds,
 //!   pushes `DropReceipts` for the key to every named instance (bound or
@@ -83,7 +87,9 @@
 //!   attached (same session, else `SessionMismatch`), the bindings become the
 //!   declared set, all tagged with the post-render user, added before old
 //!   ones are dropped. Receipts for declared keys the client did not claim
-//!   (sorted), drops for claimed keys not declared (sorted). Then R8, R6
+//!   (for every declared key when the user changed: the claimed receipts
+//!   name the old user) (sorted), drops for claimed keys not declared
+//!   (sorted). Then R8, R6
 //!   over the declared set, R7 without the originator.
 //! * **R12 Parking.** `park` on an attached instance emits `CommandReady` at
 //!   once; else it holds the ticket until attach (R2) or `now + park_ttl`
@@ -576,6 +582,22 @@ impl Router {
                 self.table
                     .set_identity(slot, peer.session, peer.user.clone(), &mut self.out);
             self.push_drops(conn, dropped);
+            // The client just replaced its store with the stash's receipts,
+            // but the prior bindings are what holds: resync it.
+            let receipts = self.sign_all(slot, now);
+            let bound: BTreeSet<(&Channel, &Cid)> =
+                receipts.iter().map(|r| (&r.channel, &r.cid)).collect();
+            let stale: Vec<(Channel, Cid)> = stash
+                .bindings
+                .iter()
+                .filter(|(ch, cid, _)| !bound.contains(&(ch, cid)))
+                .map(|(ch, cid, _)| (ch.clone(), cid.clone()))
+                .collect();
+            if !receipts.is_empty() {
+                self.out
+                    .push_back(Output::RefreshReceipts { conn, receipts });
+            }
+            self.push_drops(conn, stale);
             conn
         } else {
             let slot = self
@@ -799,7 +821,7 @@ impl Router {
     }
 
     /// Applies a command's subscription ops. Without a live entry every put
-    /// counts as added and every delete as dropped (and is tombstoned).
+    /// counts as added; every delete is tombstoned and reported.
     fn apply_ops(
         &mut self,
         now: Millis,
@@ -828,22 +850,22 @@ impl Router {
                     }
                 }
                 SubOp::Delete => {
-                    let dropped = slot.is_none_or(|s| {
+                    // Bound or not: a stale receipt held by the client must
+                    // not bring the binding back at its next handshake.
+                    if let Some(s) = slot {
                         self.table
-                            .remove_binding(s, channel, &fx.cid, &mut self.out)
-                    });
-                    if dropped {
-                        self.tombstone(
-                            now,
-                            Identity::Instance(fx.instance),
-                            channel,
-                            Some(fx.cid.clone()),
-                        );
-                        drops.push(BindingKey {
-                            channel: channel.clone(),
-                            cid: fx.cid.clone(),
-                        });
+                            .remove_binding(s, channel, &fx.cid, &mut self.out);
                     }
+                    self.tombstone(
+                        now,
+                        Identity::Instance(fx.instance),
+                        channel,
+                        Some(fx.cid.clone()),
+                    );
+                    drops.push(BindingKey {
+                        channel: channel.clone(),
+                        cid: fx.cid.clone(),
+                    });
                 }
             }
         }
@@ -929,9 +951,12 @@ impl Router {
             self.transition(s, &declared, tag);
         }
         let claimed: BTreeSet<&BindingKey> = claimed.iter().collect();
+        // A user change retags every binding: the claimed receipts carry the
+        // old user and would be refused at the next handshake, so re-issue.
+        let reissue_all = pre_user != post_user;
         let receipt_adds = declared
             .iter()
-            .filter(|k| !claimed.contains(k))
+            .filter(|k| reissue_all || !claimed.contains(k))
             .map(|k| {
                 self.issue(
                     peer.instance,
@@ -1129,9 +1154,12 @@ impl Router {
             }
             let (conn, id, user, epoch) = (inst.conn, inst.id, inst.user.clone(), inst.epoch);
             let tag = if user.is_some() { epoch } else { 0 };
+            // A re-add keeps its tag, so its receipt is signed for that tag.
+            let tag = self.table.epoch_of(slot, &channel, &cid).unwrap_or(tag);
             self.table
                 .add_binding(slot, &channel, &cid, tag, &mut self.out);
-            let receipt = self.issue(id, user.as_ref(), channel.clone(), cid.clone(), now);
+            let signer = if tag == 0 { None } else { user.as_ref() };
+            let receipt = self.issue(id, signer, channel.clone(), cid.clone(), now);
             self.out.push_back(Output::AddReceipts {
                 conn,
                 receipts: alloc::vec![receipt],

@@ -273,6 +273,22 @@ impl Table {
         }
     }
 
+    /// The epoch a binding was authorized in (0: anonymous), if bound.
+    pub(crate) fn epoch_of(&self, slot: usize, channel: &Channel, cid: &Cid) -> Option<u32> {
+        let chan = with_topic(channel, |t| self.by_topic.get(t).copied())?;
+        let inst = &self.instances[slot];
+        let pos = *inst.channels.get(&(chan as u32))?;
+        if !self.channels[chan].subs[pos as usize].cids.contains(cid) {
+            return None;
+        }
+        Some(
+            inst.tags
+                .get(&(chan as u32, cid.clone()))
+                .copied()
+                .unwrap_or(0),
+        )
+    }
+
     /// Unbinds `(channel, cid)`; false when it was not bound.
     pub(crate) fn remove_binding(
         &mut self,
