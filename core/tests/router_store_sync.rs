@@ -46,7 +46,7 @@ fn a_resubscribe_signs_the_receipt_for_the_bindings_own_tag() {
     let receipts = pushed.expect("add_sub_receipts");
     let r = f.router.verify_receipt(&receipts[0].token, 10).unwrap();
     assert_eq!(r.user, None, "the binding is anonymous, so is its receipt");
-    assert_eq!(f.bindings(&tidings_core::Peer { user: user(1), ..p })[0].1, false);
+    assert!(!f.bindings(&tidings_core::Peer { user: user(1), ..p })[0].1);
 }
 
 // R2: a superseding stream keeps the prior bindings, so the client, which
