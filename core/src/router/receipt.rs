@@ -89,25 +89,42 @@ impl Signer {
         cid: &Cid,
         now: Millis,
     ) -> String {
-        let topic = channel.topic();
-        let wire = Wire {
-            version: VERSION,
-            instance: *instance.as_bytes(),
-            user: user.map(|u| match u.as_value() {
-                Value::Atom(a) => UserWire::Atom(a.as_str()),
-                Value::Int(i) => UserWire::Int(*i),
-                Value::Str(s) => UserWire::Str(s),
-            }),
-            topic: topic.as_bytes(),
-            cid: cid.as_str(),
-            created_at: now,
-        };
-        let mut bytes: Vec<u8> =
-            postcard::to_allocvec(&wire).expect("serializing into a Vec cannot fail");
-        let mut mac = self.keyed.clone();
-        mac.update(&bytes);
-        bytes.extend_from_slice(&mac.finalize().into_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        super::table::with_topic(channel, |topic| {
+            let wire = Wire {
+                version: VERSION,
+                instance: *instance.as_bytes(),
+                user: user.map(|u| match u.as_value() {
+                    Value::Atom(a) => UserWire::Atom(a.as_str()),
+                    Value::Int(i) => UserWire::Int(*i),
+                    Value::Str(s) => UserWire::Str(s),
+                }),
+                topic,
+                cid: cid.as_str(),
+                created_at: now,
+            };
+            // Small receipts are built on the stack; large ones on the heap.
+            let mut stack = [0u8; 512];
+            let (room, _) = stack.split_at_mut(512 - MAC_LEN);
+            let mut heap = Vec::new();
+            let len = if let Ok(p) = postcard::to_slice(&wire, room) {
+                p.len()
+            } else {
+                heap = postcard::to_allocvec(&wire).expect("serializing into a Vec cannot fail");
+                heap.len()
+            };
+            let buf: &mut [u8] = if heap.is_empty() {
+                &mut stack
+            } else {
+                heap.resize(len + MAC_LEN, 0);
+                &mut heap
+            };
+            let mut mac = self.keyed.clone();
+            mac.update(&buf[..len]);
+            buf[len..len + MAC_LEN].copy_from_slice(&mac.finalize().into_bytes());
+            let mut token = String::with_capacity((len + MAC_LEN).div_ceil(3) * 4);
+            URL_SAFE_NO_PAD.encode_string(&buf[..len + MAC_LEN], &mut token);
+            token
+        })
     }
 
     pub(crate) fn verify(
