@@ -131,13 +131,14 @@ use hashbrown::HashMap;
 
 pub use effects::{Effects, HandlerKind, QueuedBroadcast, SubOp};
 pub use receipt::{MAX_RECEIPT_TOKEN_BYTES, Receipt, ReceiptError};
+pub use table::{InstanceSlot, SubscriptionTable};
 pub use types::{
     Action, BindingKey, Broadcast, Cids, CloseReason, ConnId, IssuedReceipt, MAX_ACTION_BYTES,
     Millis, Output, Payload, Recipient, SelfEcho,
 };
 
 use self::receipt::Signer;
-use self::table::Table;
+use self::table::SubscriptionTable as Table;
 use self::tombstone::{StoneKey, Tombstones};
 use crate::channel::IntoChannel;
 use crate::identity::{Cid, Entropy, HandshakeId, Identity, InstanceId, Peer, SessionId, UserId};

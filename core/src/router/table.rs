@@ -55,8 +55,28 @@ struct Sub {
     cids: Cids,
 }
 
+/// The subscription table on its own: instances, their bindings and the
+/// channel → subscribers index, with no receipts, tombstones or timers.
+/// [`Router`](super::Router) builds on it; it is public for embedders that
+/// want bare routing, and so its costs can be measured in isolation.
+///
+/// ```
+/// use std::collections::VecDeque;
+/// use tidings_core::router::SubscriptionTable;
+/// use tidings_core::{Channel, Cid, InstanceId, SeededEntropy, SessionId};
+/// let mut e = SeededEntropy::new(1);
+/// let mut table = SubscriptionTable::default();
+/// let mut out = VecDeque::new();
+/// let slot = table.attach(InstanceId::mint(&mut e), SessionId::mint(&mut e), None);
+/// let room = Channel::parse("{:room, 1}").unwrap();
+/// assert!(table.bind(slot, &room, &Cid::PAGE, false, &mut out));
+/// let mut recipients = Vec::new();
+/// table.fanout(&room, &[], &mut recipients);
+/// assert_eq!(recipients.len(), 1);
+/// assert!(table.unbind(slot, &room, &Cid::PAGE, &mut out));
+/// ```
 #[derive(Default)]
-pub(crate) struct Table {
+pub struct SubscriptionTable {
     instances: Slab<Instance>,
     by_instance: HashMap<InstanceId, usize>,
     by_session: HashMap<SessionId, Vec<usize>>,
@@ -83,7 +103,42 @@ fn index_remove<K: Eq + core::hash::Hash>(
     }
 }
 
-impl Table {
+/// An instance's place in a [`SubscriptionTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InstanceSlot(usize);
+
+impl SubscriptionTable {
+    /// Adds an instance with no bindings (its stream is attached).
+    pub fn attach(&mut self, id: InstanceId, session: SessionId, user: Option<UserId>) -> InstanceSlot {
+        InstanceSlot(self.insert_instance(id, session, user))
+    }
+
+    /// Removes an instance and its bindings; `ChannelDown` for channels left empty.
+    pub fn detach(&mut self, slot: InstanceSlot, out: &mut VecDeque<Output>) {
+        self.remove_instance(slot.0, out);
+    }
+
+    /// The instance's stream handle.
+    pub fn conn(&self, slot: InstanceSlot) -> ConnId {
+        self.instances[slot.0].conn
+    }
+
+    /// Binds `(channel, cid)`, authorized by the instance's user or
+    /// anonymous; `ChannelUp` when the channel had no binding. False when
+    /// already bound.
+    pub fn bind(&mut self, slot: InstanceSlot, channel: &Channel, cid: &Cid, by_user: bool, out: &mut VecDeque<Output>) -> bool {
+        let epoch = if by_user { self.instances[slot.0].epoch } else { 0 };
+        self.add_binding(slot.0, channel, cid, epoch, out)
+    }
+
+    /// Unbinds `(channel, cid)`; `ChannelDown` when it was the channel's last
+    /// binding. False when it was not bound.
+    pub fn unbind(&mut self, slot: InstanceSlot, channel: &Channel, cid: &Cid, out: &mut VecDeque<Output>) -> bool {
+        self.remove_binding(slot.0, channel, cid, out)
+    }
+}
+
+impl SubscriptionTable {
     fn mint_conn(&mut self, slot: usize) -> ConnId {
         self.minted += 1;
         ConnId((self.minted << 32) | slot as u64)
@@ -406,7 +461,7 @@ impl Table {
     }
 
     /// Every instance bound to `channel` and not excluded, with its cids.
-    pub(crate) fn fanout(
+    pub fn fanout(
         &self,
         channel: &Channel,
         except: &[Identity],
