@@ -18,9 +18,15 @@ fn a_render_that_changes_the_user_reissues_claimed_receipts() {
     let mut fx = Effects::init(&p, cid("page"));
     fx.put_subscription(":a").unwrap();
     fx.set_user_id(None);
-    let c = f.router.commit_page(10, &p, vec![fx], &[key(":a", "page")]).unwrap();
+    let c = f
+        .router
+        .commit_page(10, &p, vec![fx], &[key(":a", "page")])
+        .unwrap();
     assert_eq!(c.receipt_adds.len(), 1);
-    let r = f.router.verify_receipt(&c.receipt_adds[0].token, 10).unwrap();
+    let r = f
+        .router
+        .verify_receipt(&c.receipt_adds[0].token, 10)
+        .unwrap();
     assert_eq!(r.user, None);
     let anonymous = tidings_core::Peer { user: None, ..p };
     assert!(f.accepts(20, &anonymous, &c.receipt_adds[0].token));
@@ -38,7 +44,9 @@ fn a_resubscribe_signs_the_receipt_for_the_bindings_own_tag() {
     fx.set_user_id(user(1));
     f.commit(5, fx);
     f.drain();
-    f.router.subscribe(10, &Identity::Instance(p.instance), ":a", cid("page")).unwrap();
+    f.router
+        .subscribe(10, &Identity::Instance(p.instance), ":a", cid("page"))
+        .unwrap();
     let pushed = f.drain().into_iter().find_map(|o| match o {
         Output::AddReceipts { receipts, .. } => Some(receipts),
         _ => None,
@@ -74,4 +82,31 @@ fn a_supersede_resyncs_the_clients_receipts_with_the_prior_bindings() {
     });
     assert_eq!(dropped, Some(vec![key(":other", "page")]));
     assert_eq!(f.keys(&p), vec![key(":kept", "page")]);
+}
+
+// R5: a handler that logs in and puts a subscription it already holds must
+// keep it: the binding is re-authorized by the new user (else R8 would drop
+// it as authorized by another user) and the client gets a fresh receipt.
+#[test]
+fn a_put_again_while_changing_the_user_keeps_the_binding() {
+    let mut f = Fixture::new();
+    let p = f.peer(user(1));
+    f.connect(0, &p);
+    let mut fx = f.command(&p, "page");
+    fx.put_subscription("{:room, 1}").unwrap();
+    f.commit(1, fx);
+    f.drain();
+    let mut fx = f.command(&p, "page");
+    fx.set_user_id(user(2));
+    fx.put_subscription("{:room, 1}").unwrap();
+    let c = f.commit(2, fx);
+    assert_eq!(c.receipt_adds.len(), 1);
+    let r = f.router.verify_receipt(&c.receipt_adds[0].token, 2).unwrap();
+    assert_eq!(r.user, user(2));
+    let now = tidings_core::Peer { user: user(2), ..p };
+    assert_eq!(f.bindings(&now), vec![(key("{:room, 1}", "page"), true)]);
+    assert!(
+        !f.drain().iter().any(|o| matches!(o, Output::DropReceipts { .. } | Output::ChannelDown(_))),
+        "the binding must not be dropped"
+    );
 }

@@ -48,7 +48,9 @@
 //!   change that would exceed `max_bindings_per_instance` →
 //!   `TooManyBindings`, nothing applied. Then, per channel in first-op order
 //!   (last op wins): put binds, tagged with the post-handler user, and issues
-//!   a receipt if newly bound; delete unbinds (if bound), writes an instance
+//!   a receipt if newly bound (or, when the commit changes the user, if
+//!   already bound: it is retagged for the new user so R8 keeps it); delete
+//!   unbinds (if bound), writes an instance
 //!   tombstone and reports a drop, bound or not, so a stale receipt cannot
 //!   bring it back. With no attached instance every put counts as newly bound.
 //! * **R6 Self-echoes.** For each queued broadcast in call order whose
@@ -755,7 +757,9 @@ impl Router {
         }
         // 1. Subscription changes, tombstones, receipts.
         let tag = self.post_tag(slot, &pre_user, &post_user);
-        let (receipt_adds, receipt_drops) = self.apply_ops(now, slot, &fx, tag, post_user.as_ref());
+        let user_changes = pre_user != post_user;
+        let (receipt_adds, receipt_drops) =
+            self.apply_ops(now, slot, &fx, tag, post_user.as_ref(), user_changes);
         // 2. Identity change, for every tab of the session.
         self.change_identity(pre_session, &pre_user, post_session, &post_user);
         // 3. Self-echoes, against what the originator is bound to now.
@@ -830,16 +834,26 @@ impl Router {
         fx: &Effects,
         tag: u32,
         user: Option<&UserId>,
+        user_changes: bool,
     ) -> (Vec<IssuedReceipt>, Vec<BindingKey>) {
         let mut adds = Vec::new();
         let mut drops = Vec::new();
         for (channel, op) in &fx.ops {
             match op {
                 SubOp::Put => {
-                    let added = slot.is_none_or(|s| {
+                    let mut added = slot.is_none_or(|s| {
                         self.table
                             .add_binding(s, channel, &fx.cid, tag, &mut self.out)
                     });
+                    // A put again under a user change is re-authorized by the
+                    // new user (else R8 would drop it) and gets a fresh receipt.
+                    if let Some(s) = slot
+                        && !added
+                        && user_changes
+                    {
+                        self.table.set_tag(s, channel, &fx.cid, tag);
+                        added = true;
+                    }
                     if added {
                         adds.push(self.issue(
                             fx.instance,

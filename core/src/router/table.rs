@@ -109,7 +109,12 @@ pub struct InstanceSlot(usize);
 
 impl SubscriptionTable {
     /// Adds an instance with no bindings (its stream is attached).
-    pub fn attach(&mut self, id: InstanceId, session: SessionId, user: Option<UserId>) -> InstanceSlot {
+    pub fn attach(
+        &mut self,
+        id: InstanceId,
+        session: SessionId,
+        user: Option<UserId>,
+    ) -> InstanceSlot {
         InstanceSlot(self.insert_instance(id, session, user))
     }
 
@@ -126,14 +131,31 @@ impl SubscriptionTable {
     /// Binds `(channel, cid)`, authorized by the instance's user or
     /// anonymous; `ChannelUp` when the channel had no binding. False when
     /// already bound.
-    pub fn bind(&mut self, slot: InstanceSlot, channel: &Channel, cid: &Cid, by_user: bool, out: &mut VecDeque<Output>) -> bool {
-        let epoch = if by_user { self.instances[slot.0].epoch } else { 0 };
+    pub fn bind(
+        &mut self,
+        slot: InstanceSlot,
+        channel: &Channel,
+        cid: &Cid,
+        by_user: bool,
+        out: &mut VecDeque<Output>,
+    ) -> bool {
+        let epoch = if by_user {
+            self.instances[slot.0].epoch
+        } else {
+            0
+        };
         self.add_binding(slot.0, channel, cid, epoch, out)
     }
 
     /// Unbinds `(channel, cid)`; `ChannelDown` when it was the channel's last
     /// binding. False when it was not bound.
-    pub fn unbind(&mut self, slot: InstanceSlot, channel: &Channel, cid: &Cid, out: &mut VecDeque<Output>) -> bool {
+    pub fn unbind(
+        &mut self,
+        slot: InstanceSlot,
+        channel: &Channel,
+        cid: &Cid,
+        out: &mut VecDeque<Output>,
+    ) -> bool {
         self.remove_binding(slot.0, channel, cid, out)
     }
 }
@@ -461,12 +483,7 @@ impl SubscriptionTable {
     }
 
     /// Every instance bound to `channel` and not excluded, with its cids.
-    pub fn fanout(
-        &self,
-        channel: &Channel,
-        except: &[Identity],
-        recipients: &mut Vec<Recipient>,
-    ) {
+    pub fn fanout(&self, channel: &Channel, except: &[Identity], recipients: &mut Vec<Recipient>) {
         let Some(chan) = with_topic(channel, |t| self.by_topic.get(t).copied()) else {
             return;
         };
