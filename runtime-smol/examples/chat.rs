@@ -98,10 +98,11 @@ impl App for Chat {
         page.component(Cid::PAGE)
             .put_subscription(room_channel(room))?;
         if let Some(user) = page.peer().user.clone()
-            && let tidings_core::Value::Str(name) = user.as_value() {
-                page.component(Cid::new("toast").expect("valid cid"))
-                    .put_subscription(user_channel(name))?;
-            }
+            && let tidings_core::Value::Str(name) = user.as_value()
+        {
+            page.component(Cid::new("toast").expect("valid cid"))
+                .put_subscription(user_channel(name))?;
+        }
         Ok(Some(HTML.replace("{{room}}", &room.to_string())))
     }
 

@@ -54,8 +54,7 @@ pub struct HubConfig {
     pub router: RouterConfig,
     /// Heartbeat event interval (15 s).
     pub heartbeat: Duration,
-    /// Per-connection outbound queue ([`DEFAULT_OUTBOUND_QUEUE`]).
-    pub outbound_queue: usize,
+
     /// The slow-consumer policy.
     pub slow_consumer: SlowConsumer,
     /// Inbox capacity ([`DEFAULT_INBOX`]).
@@ -70,7 +69,7 @@ impl HubConfig {
             session_secret: session_secret.to_vec(),
             router: RouterConfig::default(),
             heartbeat: Duration::from_secs(15),
-            outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+
             slow_consumer: SlowConsumer::default(),
             inbox: DEFAULT_INBOX,
         }
@@ -137,6 +136,9 @@ pub(crate) enum HubMsg {
         session: Session,
         req: CommandRequest,
         reply: Reply<HttpResponse>,
+        /// Told when the command is parked, so the caller can stop waiting
+        /// on a worker thread.
+        on_park: Option<Sender<()>>,
     },
     Navigate {
         session: Session,
@@ -250,14 +252,7 @@ impl Hub {
             .await;
             match msg {
                 Some(Ok(HubMsg::Shutdown { reply })) => {
-                    self.conns.clear();
-                    for (_, p) in self.parked.drain() {
-                        let _ = p.reply.try_send(HttpResponse::error(
-                            503,
-                            "shutting_down",
-                            "the server is shutting down",
-                        ));
-                    }
+                    self.shut_down();
                     let _ = reply.try_send(());
                     return;
                 }
@@ -266,6 +261,35 @@ impl Hub {
                 None => self.tick(),
             }
             self.drain_outputs();
+        }
+    }
+
+    /// Closes every stream (clients reconnect elsewhere), answers parked
+    /// commands, then closes the inbox and answers or drops what is queued
+    /// in it, so no caller waits for a reply that will never come.
+    fn shut_down(&mut self) {
+        self.conns.clear();
+        let gone = || HttpResponse::error(503, "shutting_down", "the server is shutting down");
+        for (_, p) in self.parked.drain() {
+            let _ = p.reply.try_send(gone());
+        }
+        self.rx.close();
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                HubMsg::Page { reply, .. }
+                | HubMsg::Handshake { reply, .. }
+                | HubMsg::Command { reply, .. }
+                | HubMsg::Navigate { reply, .. } => {
+                    let _ = reply.try_send(gone());
+                }
+                HubMsg::Open { reply, .. } => {
+                    let _ = reply.try_send(Err(gone()));
+                }
+                HubMsg::Shutdown { reply } => {
+                    let _ = reply.try_send(());
+                }
+                HubMsg::Closed { .. } | HubMsg::Immediate(_) => {}
+            }
         }
     }
 
@@ -349,7 +373,8 @@ impl Hub {
                 session,
                 req,
                 reply,
-            } => self.command(now, session, req, reply),
+                on_park,
+            } => self.command(now, session, req, reply, on_park.as_ref()),
             HubMsg::Navigate {
                 session,
                 req,
@@ -455,6 +480,7 @@ impl Hub {
         session: Session,
         req: CommandRequest,
         reply: Reply<HttpResponse>,
+        on_park: Option<&Sender<()>>,
     ) {
         match self
             .router
@@ -475,10 +501,17 @@ impl Hub {
                         reply,
                     },
                 );
-                if let Err(e) = self.router.park(now, instance, ticket)
-                    && let Some(p) = self.parked.remove(&ticket)
-                {
-                    let _ = p.reply.try_send(router_error(&e));
+                match self.router.park(now, instance, ticket) {
+                    Err(e) => {
+                        if let Some(p) = self.parked.remove(&ticket) {
+                            let _ = p.reply.try_send(router_error(&e));
+                        }
+                    }
+                    Ok(()) => {
+                        if let Some(tell) = on_park {
+                            let _ = tell.try_send(());
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -660,7 +693,7 @@ impl Hub {
                 Output::CommandReady { ticket } => {
                     if let Some(p) = self.parked.remove(&ticket) {
                         let now = now_ms();
-                        self.command(now, p.session, p.req, p.reply);
+                        self.command(now, p.session, p.req, p.reply, None);
                     }
                 }
                 Output::CommandExpired { ticket } => {

@@ -58,6 +58,7 @@ pub struct SseServer {
     server: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
     addr: SocketAddr,
+    stop_responder: async_channel::Sender<()>,
 }
 
 impl SseServer {
@@ -75,6 +76,7 @@ impl SseServer {
         for w in self.workers {
             let _ = w.join();
         }
+        let _ = self.stop_responder.try_send(());
     }
 }
 
@@ -85,6 +87,16 @@ pub fn serve(hub: &HubHandle, keys: &SessionKeys, config: &SseConfig) -> io::Res
         .server_addr()
         .to_ip()
         .ok_or_else(|| io::Error::other("not an IP listener"))?;
+    let responder = Arc::new(smol::Executor::new());
+    let (stop_responder, stopped) = async_channel::bounded::<()>(1);
+    let ex = responder.clone();
+    thread::Builder::new()
+        .name("tidings-responder".into())
+        .spawn(move || {
+            smol::block_on(ex.run(async {
+                let _ = stopped.recv().await;
+            }));
+        })?;
     let workers = (0..config.workers.max(1))
         .map(|i| {
             let server = server.clone();
@@ -93,6 +105,7 @@ pub fn serve(hub: &HubHandle, keys: &SessionKeys, config: &SseConfig) -> io::Res
                 keys: keys.clone(),
                 queue: config.outbound_queue,
                 retry_ms: config.retry_ms,
+                responder: responder.clone(),
             };
             thread::Builder::new()
                 .name(format!("tidings-http-{i}"))
@@ -107,6 +120,7 @@ pub fn serve(hub: &HubHandle, keys: &SessionKeys, config: &SseConfig) -> io::Res
         server,
         workers,
         addr,
+        stop_responder,
     })
 }
 
@@ -116,9 +130,43 @@ struct Ctx {
     keys: SessionKeys,
     queue: usize,
     retry_ms: u32,
+    /// Answers parked commands when they finish, off the worker threads.
+    responder: Arc<smol::Executor<'static>>,
+}
+
+/// A command's answer: ready, or parked until its stream attaches.
+enum Answer {
+    Now(HttpResponse),
+    Later(Receiver<HttpResponse>),
 }
 
 impl Ctx {
+    /// Sends a command and waits until it is answered or parked.
+    fn command(&self, session: Session, req: tidings_sse::wire::CommandRequest) -> Answer {
+        let (tx, reply) = async_channel::bounded(1);
+        let (on_park, parked) = async_channel::bounded(1);
+        let msg = HubMsg::Command {
+            session,
+            req,
+            reply: tx,
+            on_park: Some(on_park),
+        };
+        if self.hub.tx.send_blocking(msg).is_err() {
+            return Answer::Now(Self::unavailable());
+        }
+        let answered = smol::block_on(smol::future::or(
+            async { Some(reply.recv().await) },
+            async {
+                let _ = parked.recv().await;
+                None
+            },
+        ));
+        match answered {
+            Some(resp) => Answer::Now(resp.unwrap_or_else(|_| Self::unavailable())),
+            None => Answer::Later(reply),
+        }
+    }
+
     /// Sends a message built around a reply channel and waits for the answer.
     fn ask<T>(&self, make: impl FnOnce(async_channel::Sender<T>) -> HubMsg) -> Option<T> {
         let (tx, rx) = async_channel::bounded(1);
@@ -154,13 +202,20 @@ impl Ctx {
                     reply,
                 })
                 .unwrap_or_else(Self::unavailable),
-            Ok(Some(Route::Command(session, req))) => self
-                .ask(|reply| HubMsg::Command {
-                    session,
-                    req,
-                    reply,
-                })
-                .unwrap_or_else(Self::unavailable),
+            Ok(Some(Route::Command(session, req))) => match self.command(session, req) {
+                Answer::Now(resp) => resp,
+                Answer::Later(reply) => {
+                    // Parked until its stream attaches: answer from the
+                    // responder, not from this worker.
+                    self.responder
+                        .spawn(async move {
+                            let resp = reply.recv().await.unwrap_or_else(|_| Ctx::unavailable());
+                            let _ = smol::unblock(move || respond(rq, resp)).await;
+                        })
+                        .detach();
+                    return;
+                }
+            },
             Ok(Some(Route::Navigate(session, req))) => self
                 .ask(|reply| HubMsg::Navigate {
                     session,

@@ -1098,10 +1098,11 @@ fn shutdown_ends_every_stream_cleanly() {
     }
 }
 
+// Was a bug: a parked command held an HTTP worker for the whole park TTL, so
+// as many commands for unattached (e.g. made-up) instances as there are
+// workers stalled every other request, including the handshakes that would
+// attach them. Parked commands are now answered off the workers.
 #[test]
-#[ignore = "BUG: a parked command holds an HTTP worker for the whole park TTL, so as many \
-            commands for unattached (e.g. made-up) instances as there are workers stall \
-            every other request, including the handshakes that would attach them"]
 fn parked_commands_do_not_starve_other_requests() {
     let srv = TestServer::start(TestApp, |hub, _| hub.router.park_ttl = 1500);
     let t = srv.load("/r/1", None);
@@ -1128,10 +1129,10 @@ fn parked_commands_do_not_starve_other_requests() {
     });
 }
 
+// Was a bug: when the hub stopped, messages still queued in its inbox kept
+// their reply senders alive, so a second shutdown() and every HTTP request
+// queued behind the Shutdown waited forever. The hub now drains its inbox.
 #[test]
-#[ignore = "BUG: when the hub stops, messages still queued in its inbox keep their reply \
-            senders alive (the closed channel is not drained), so a second shutdown() and \
-            every HTTP request queued behind the Shutdown wait forever"]
 fn calls_queued_behind_a_shutdown_are_answered() {
     let srv = start();
     let t = srv.load("/r/1", None);
