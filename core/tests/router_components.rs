@@ -96,7 +96,10 @@ fn delete_subscription_records_a_delete_even_when_absent() {
     let c = f.commit(10, attached);
     assert_eq!(c.receipt_drops, vec![key(":a", "page")]);
     assert_eq!(f.router.stats().tombstones, 1);
-    assert!(!f.accepts(20, &p, &stale), "the stale receipt must be refused");
+    assert!(
+        !f.accepts(20, &p, &stale),
+        "the stale receipt must be refused"
+    );
     f.router.detach(conn);
     let c = f.commit(30, fx);
     assert_eq!(c.receipt_drops, vec![key(":a", "page")]);

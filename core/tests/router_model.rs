@@ -329,6 +329,23 @@ fn r2_attach() -> Vec<Op> {
         command(3, 1, vec![FxOp::Put(4)]),
         detach(3),
         connect(3, 0),
+        // A third tab in one session under the tight limit (2) is refused
+        // (stale stashes expire first, so the handshakes go through):
+        // instances 0 and 2 live in session 0; instance 1 joins it.
+        wait(SECS, 61),
+        Op::Detach { inst: 1, stale: 1 },
+        connect(0, 0),
+        connect(2, 0),
+        Op::Connect {
+            peer: PeerSel {
+                inst: 1,
+                sess: 3,
+                user: 0,
+                current: false,
+            },
+            store: false,
+            tokens: vec![],
+        },
     ]
 }
 
@@ -343,6 +360,7 @@ fn r2_attach_redeems_once_and_supersedes() {
             "attach: Err HandshakeExpired",
             "attach: Err HandshakeMismatch",
             "attach: Err SessionMismatch",
+            "attach: Err TooManyConnections",
             "R2 supersede",
             "R2 supersede drops",
             "R2 supersede refresh",

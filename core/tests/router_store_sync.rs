@@ -101,12 +101,17 @@ fn a_put_again_while_changing_the_user_keeps_the_binding() {
     fx.put_subscription("{:room, 1}").unwrap();
     let c = f.commit(2, fx);
     assert_eq!(c.receipt_adds.len(), 1);
-    let r = f.router.verify_receipt(&c.receipt_adds[0].token, 2).unwrap();
+    let r = f
+        .router
+        .verify_receipt(&c.receipt_adds[0].token, 2)
+        .unwrap();
     assert_eq!(r.user, user(2));
     let now = tidings_core::Peer { user: user(2), ..p };
     assert_eq!(f.bindings(&now), vec![(key("{:room, 1}", "page"), true)]);
     assert!(
-        !f.drain().iter().any(|o| matches!(o, Output::DropReceipts { .. } | Output::ChannelDown(_))),
+        !f.drain()
+            .iter()
+            .any(|o| matches!(o, Output::DropReceipts { .. } | Output::ChannelDown(_))),
         "the binding must not be dropped"
     );
 }

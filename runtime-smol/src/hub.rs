@@ -173,6 +173,7 @@ fn now_ms() -> Millis {
 fn router_error(e: &RouterError) -> HttpResponse {
     let (status, code) = match e {
         RouterError::SessionMismatch => (403, "forbidden"),
+        RouterError::TooManyConnections { .. } => (429, "too_many_connections"),
         RouterError::NotAttached => (409, "not_connected"),
         RouterError::TooManyHandshakes { .. } | RouterError::ParkFull { .. } => (503, "overloaded"),
         RouterError::TooManyReceipts { .. } | RouterError::TooManyBindings { .. } => {

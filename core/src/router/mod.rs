@@ -32,7 +32,9 @@
 //!   to the peer's (R8's drop rule applies; drops go to the new stream),
 //!   then the new stream gets `RefreshReceipts` for every binding (sorted,
 //!   if any) and `DropReceipts` for stash keys not bound (in stash order,
-//!   if any), so the client's store matches what holds. Else
+//!   if any), so the client's store matches what holds. Else, if the
+//!   session already has `max_instances_per_session` attached instances →
+//!   `TooManyConnections`; else
 //!   the instance is created with the stash's bindings. Then its parked
 //!   commands come out in park order: `CommandReady` if not expired, else
 //!   `CommandExpired`. A refresh is due at `now + refresh_interval`.
@@ -172,6 +174,8 @@ pub struct RouterConfig {
     pub max_pending_handshakes: usize,
     /// Most commands parked for one instance (32).
     pub max_parked_per_instance: usize,
+    /// Most attached instances (tabs) one session may have (100).
+    pub max_instances_per_session: usize,
     /// Most commands parked in all (10 000).
     pub max_parked_total: usize,
 }
@@ -189,6 +193,7 @@ impl Default for RouterConfig {
             max_receipts_per_handshake: 1000,
             max_pending_handshakes: 100_000,
             max_parked_per_instance: 32,
+            max_instances_per_session: 100,
             max_parked_total: 10_000,
         }
     }
@@ -246,6 +251,12 @@ pub enum RouterError {
     /// The instance has no attached stream (a command may be parked).
     #[error("instance has no attached stream")]
     NotAttached,
+    /// The session already has its maximum of attached instances.
+    #[error("session already has {max} attached tabs; at most {max} are allowed")]
+    TooManyConnections {
+        /// The limit.
+        max: usize,
+    },
     /// Too many commands are parked.
     #[error("too many parked commands (at most {max} per instance, {max_total} in all)")]
     ParkFull {
@@ -603,6 +614,11 @@ impl Router {
             self.push_drops(conn, stale);
             conn
         } else {
+            if self.table.session_len(&peer.session) >= self.config.max_instances_per_session {
+                return Err(RouterError::TooManyConnections {
+                    max: self.config.max_instances_per_session,
+                });
+            }
             let slot = self
                 .table
                 .insert_instance(peer.instance, peer.session, peer.user.clone());

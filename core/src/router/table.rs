@@ -471,6 +471,11 @@ impl SubscriptionTable {
         all
     }
 
+    /// How many attached instances a session has.
+    pub(crate) fn session_len(&self, session: &SessionId) -> usize {
+        self.by_session.get(session).map_or(0, Vec::len)
+    }
+
     /// The live instances an identity names, ordered by instance id.
     pub(crate) fn resolve(&self, identity: &Identity) -> Vec<usize> {
         let mut slots = match identity {

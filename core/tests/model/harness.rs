@@ -648,6 +648,7 @@ pub(crate) fn tight_config() -> RouterConfig {
         max_pending_handshakes: 3,
         max_parked_per_instance: 2,
         max_parked_total: 3,
+        max_instances_per_session: 2,
         ..RouterConfig::default()
     }
 }

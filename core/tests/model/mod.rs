@@ -836,6 +836,17 @@ impl Model {
             }
             n
         } else {
+            // R2: a new instance needs room in its session.
+            let tabs = self
+                .instances
+                .iter()
+                .filter(|i| i.session == peer.session)
+                .count();
+            if tabs >= self.cfg.max_instances_per_session {
+                return Err(RouterError::TooManyConnections {
+                    max: self.cfg.max_instances_per_session,
+                });
+            }
             let conn = self.mint_conn();
             self.instances.push(Inst {
                 id: peer.instance,
