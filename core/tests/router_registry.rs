@@ -117,17 +117,18 @@ fn re_add_is_a_no_op_and_does_not_retag() {
     assert_eq!(f.bindings(&p), vec![(key(":a", "page"), false)]);
 }
 
-// H§8.6.4 dropping a missing key is a no-op: no drop reported, no output, no
-// tombstone (R5: only a delete of a bound key tombstones when attached).
+// H§8.6.4 dropping a missing key is a no-op for the bindings. Ours (R5):
+// the delete is still reported and tombstoned, so a stale receipt the client
+// holds cannot bring the key back; no output goes to any stream.
 #[test]
 fn dropping_a_missing_key_is_a_no_op() {
     let mut f = Fixture::new();
     let p = f.peer(None);
     f.connect_with(0, &p, &[(":b", "page")]);
     let c = delete(&mut f, 10, &p, "page", &[":a"]);
-    assert!(c.receipt_drops.is_empty());
+    assert_eq!(c.receipt_drops, vec![key(":a", "page")]);
     assert!(f.drain().is_empty());
-    assert_eq!(f.router.stats().tombstones, 0);
+    assert_eq!(f.router.stats().tombstones, 1);
     assert_eq!(f.keys(&p), vec![key(":b", "page")]);
 }
 
@@ -254,7 +255,10 @@ fn no_messages_on_an_idempotent_re_add_or_a_drop_of_a_missing_key() {
     fx.put_subscription(":a").unwrap();
     fx.delete_subscription(":b").unwrap();
     let c = f.commit(10, fx);
-    assert!(c.receipt_adds.is_empty() && c.receipt_drops.is_empty());
+    // R5: the re-add issues nothing; the delete of a missing key is reported
+    // to the originator (and tombstoned) but no stream gets any message.
+    assert!(c.receipt_adds.is_empty());
+    assert_eq!(c.receipt_drops, vec![key(":b", "page")]);
     assert!(f.drain().is_empty());
 }
 
@@ -373,12 +377,19 @@ fn supersede_closes_the_prior_stream_and_swaps_it() {
     let old = f.connect_with(0, &p, &[(":a", "page")]);
     let new = f.attach(10, &p, &[]);
     assert_ne!(old, new);
+    // R2: the new stream gets the prior bindings' receipts refreshed.
+    let out = f.drain();
     assert_eq!(
-        f.drain(),
-        vec![Output::Close {
+        out[0],
+        Output::Close {
             conn: old,
             reason: CloseReason::Superseded
-        }]
+        }
+    );
+    assert!(
+        matches!(&out[1..], [Output::RefreshReceipts { conn, receipts }]
+            if *conn == new && receipts.len() == 1 && receipts[0].channel == ch(":a")),
+        "{out:?}"
     );
     assert_eq!(f.router.connection(&p.instance), Some(new));
     assert_eq!(f.router.peer(old), None);
@@ -411,9 +422,12 @@ fn supersede_keeps_the_prior_bindings_ignores_the_new_ones_and_takes_the_new_use
     let theirs = f.token_for(0, &p8, ":c", "page");
     let new = f.attach(10, &p8, &[&theirs]);
     let out = f.drain();
+    // Close, the R8 drop of the old user's binding, then (R2) the prior
+    // bindings refreshed and the handshake's unbound key dropped.
+    let rest = non_crossings(&out);
     assert_eq!(
-        non_crossings(&out),
-        vec![
+        rest[..2],
+        [
             Output::Close {
                 conn: old,
                 reason: CloseReason::Superseded
@@ -423,6 +437,18 @@ fn supersede_keeps_the_prior_bindings_ignores_the_new_ones_and_takes_the_new_use
                 keys: vec![key(":b", "page")]
             },
         ]
+    );
+    assert!(
+        matches!(&rest[2], Output::RefreshReceipts { conn, receipts }
+            if *conn == new && receipts.len() == 1 && receipts[0].channel == ch(":a")),
+        "{rest:?}"
+    );
+    assert_eq!(
+        rest[3..],
+        [Output::DropReceipts {
+            conn: new,
+            keys: vec![key(":c", "page")]
+        }]
     );
     assert_eq!(crossings(&out), vec![(false, ch(":b"))]);
     assert_eq!(f.bindings(&p), vec![(key(":a", "page"), false)]);
