@@ -1,7 +1,9 @@
-//! Benchmarks live in `benches/`; the memory measurement in `examples/`.
+//! Benchmarks live in `benches/`; the memory and SSE measurements in
+//! `examples/`.
 //!
-//! This library holds the setup both share: building router tables through
-//! the public API only.
+//! This library holds the setup they share, through the public API only:
+//! building router tables ([`router`]) and serving and subscribing over SSE
+//! ([`sse`]).
 
 pub mod router {
     //! Router setup helpers: attached instances, bindings, receipts.
@@ -135,3 +137,5 @@ pub mod router {
         tokens
     }
 }
+
+pub mod sse;
