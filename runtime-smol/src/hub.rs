@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_channel::{Receiver, Sender, TrySendError};
+use async_channel::{Receiver, Sender};
 use serde_json::json;
 use tidings_core::router::{
     Action, Cids, Committed, ConnId, Millis, Output, Router, RouterConfig, RouterError,
@@ -126,7 +126,8 @@ pub(crate) enum HubMsg {
         session: Session,
         instance: InstanceId,
         handshake_id: HandshakeId,
-        queue: (Sender<Frame>, Receiver<Frame>),
+        /// The sender, a receiver clone and the most frames it may hold.
+        queue: (Sender<Frame>, Receiver<Frame>, usize),
         reply: Reply<Result<ConnId, HttpResponse>>,
     },
     Closed {
@@ -155,6 +156,8 @@ struct ConnQueue {
     tx: Sender<Frame>,
     /// A receiver clone, to drop the oldest frame under `DropOldest`.
     rx: Receiver<Frame>,
+    /// The slow-consumer threshold, in frames.
+    cap: usize,
 }
 
 struct Parked {
@@ -353,13 +356,13 @@ impl Hub {
                 session,
                 instance,
                 handshake_id,
-                queue: (tx, rx),
+                queue: (tx, rx, cap),
                 reply,
             } => {
                 let peer = Self::peer(instance, &session);
                 let result = match self.router.attach(now, &handshake_id, &peer) {
                     Ok(conn) => {
-                        self.conns.insert(conn, ConnQueue { tx, rx });
+                        self.conns.insert(conn, ConnQueue { tx, rx, cap });
                         Ok(conn)
                     }
                     Err(e) => Err(router_error(&e)),
@@ -625,16 +628,19 @@ impl Hub {
         let Some(q) = self.conns.get(&conn) else {
             return;
         };
-        match q.tx.try_send(frame) {
-            Ok(()) => {}
-            Err(TrySendError::Full(frame)) => match self.config.slow_consumer {
+        if q.tx.len() >= q.cap {
+            match self.config.slow_consumer {
                 SlowConsumer::DropOldest => {
                     let _ = q.rx.try_recv();
-                    let _ = q.tx.try_send(frame);
                 }
-                SlowConsumer::Disconnect => self.disconnect(conn),
-            },
-            Err(TrySendError::Closed(_)) => self.disconnect(conn),
+                SlowConsumer::Disconnect => {
+                    self.disconnect(conn);
+                    return;
+                }
+            }
+        }
+        if q.tx.try_send(frame).is_err() {
+            self.disconnect(conn);
         }
     }
 

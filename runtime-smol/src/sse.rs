@@ -228,8 +228,11 @@ impl Ctx {
                 instance,
                 handshake_id,
             })) => {
-                let (tx, frames) = async_channel::bounded(self.queue);
-                let queue = (tx, frames.clone());
+                // Unbounded storage, bounded by the hub's length check: a
+                // bounded channel allocates every slot up front (40 KiB a
+                // stream at 1 024 frames).
+                let (tx, frames) = async_channel::unbounded();
+                let queue = (tx, frames.clone(), self.queue);
                 match self.ask(|reply| HubMsg::Open {
                     session,
                     instance,

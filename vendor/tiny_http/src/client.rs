@@ -255,9 +255,18 @@ impl Iterator for ClientConnection {
                 {
                     self.no_more_requests = true
                 }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
+                                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
                 _ => (),
             };
+
+            // Tidings patch: no request follows an event stream on its
+            // connection, so stop reading and release this thread at once
+            // (the stream keeps the write half).
+            if rq.headers().iter().any(|h| {
+                h.field.equiv("Accept") && h.value.as_str().contains("text/event-stream")
+            }) {
+                self.no_more_requests = true;
+            }
 
             // returning the request
             return Some(rq);
