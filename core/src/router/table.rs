@@ -323,6 +323,11 @@ impl SubscriptionTable {
             }
         } else {
             let subs = &mut self.channels[chan].subs;
+            // Grow by a quarter, not double: big channels hold most bindings
+            // and doubling leaves up to half their list unused.
+            if subs.len() == subs.capacity() {
+                subs.reserve_exact((subs.len() / 4).max(1));
+            }
             inst.channels.insert(chan32, subs.len() as u32);
             subs.push(Sub {
                 conn: inst.conn,
