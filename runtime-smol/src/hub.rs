@@ -422,22 +422,31 @@ impl Hub {
     }
 
     /// Renders a page for a fresh instance and embeds the boot data.
+    /// Runs the app's render for `path`; a panic or refusal becomes the
+    /// error response (nothing is committed).
+    fn render(&self, path: &str, peer: &Peer) -> Result<(String, Page), HttpResponse> {
+        let mut page = Page::new(peer.clone());
+        match catch_unwind(AssertUnwindSafe(|| self.app.render(path, &mut page))) {
+            Err(_) => Err(HttpResponse::error(
+                500,
+                "handler_panicked",
+                "the page's init handler panicked",
+            )),
+            Ok(Err(e)) => Err(app_error(&e)),
+            Ok(Ok(None)) => Err(HttpResponse::error(
+                404,
+                "not_found",
+                format!("no page at {path}"),
+            )),
+            Ok(Ok(Some(html))) => Ok((html, page)),
+        }
+    }
+
     fn page(&mut self, now: Millis, session: &Session, path: &str) -> HttpResponse {
         let peer = Self::peer(InstanceId::mint(&mut self.entropy), session);
-        let mut page = Page::new(peer.clone());
-        let html = match catch_unwind(AssertUnwindSafe(|| self.app.render(path, &mut page))) {
-            Err(_) => {
-                return HttpResponse::error(
-                    500,
-                    "handler_panicked",
-                    "the page's init handler panicked",
-                );
-            }
-            Ok(Err(e)) => return app_error(&e),
-            Ok(Ok(None)) => {
-                return HttpResponse::error(404, "not_found", format!("no page at {path}"));
-            }
-            Ok(Ok(Some(html))) => html,
+        let (html, page) = match self.render(path, &peer) {
+            Ok(rendered) => rendered,
+            Err(resp) => return resp,
         };
         let committed = match self.router.commit_page(now, &peer, page.components, &[]) {
             Ok(c) => c,
@@ -587,21 +596,10 @@ impl Hub {
 
     fn navigate(&mut self, now: Millis, session: &Session, req: &NavigateRequest) -> HttpResponse {
         let peer = Self::peer(req.instance_id, session);
-        let mut page = Page::new(peer.clone());
         let path = req.path.split('?').next().unwrap_or("/");
-        let html = match catch_unwind(AssertUnwindSafe(|| self.app.render(path, &mut page))) {
-            Err(_) => {
-                return HttpResponse::error(
-                    500,
-                    "handler_panicked",
-                    "the page's init handler panicked",
-                );
-            }
-            Ok(Err(e)) => return app_error(&e),
-            Ok(Ok(None)) => {
-                return HttpResponse::error(404, "not_found", format!("no page at {path}"));
-            }
-            Ok(Ok(Some(html))) => html,
+        let (html, page) = match self.render(path, &peer) {
+            Ok(rendered) => rendered,
+            Err(resp) => return resp,
         };
         let claimed: Vec<_> = req.claimed.iter().cloned().map(Into::into).collect();
         let committed = match self
