@@ -6,7 +6,8 @@
 //! cargo run --release -p tidings-smol --example chat -- --port 8080
 //! ```
 //! Open the printed URL in two tabs and talk. `TIDINGS_SECRET` sets the
-//! signing secret (a fixed development secret otherwise).
+//! signing secret (a fixed development secret otherwise). Ctrl-C or SIGTERM
+//! shuts it down gracefully.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -258,8 +259,17 @@ fn main() {
     );
     let job = handle.clone();
     std::thread::spawn(move || background_job(&job, &state));
-    // Serve until the process is stopped.
-    loop {
-        std::thread::park();
+    // Serve until Ctrl-C or SIGTERM, then shut down gracefully: every
+    // stream ends cleanly (browsers reconnect, e.g. to a restarted server),
+    // queued requests are answered, then the listener stops.
+    let (stop, stopped) = std::sync::mpsc::channel();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = stop.send(());
+    }) {
+        eprintln!("cannot install the signal handler ({e}); stop the process to quit");
     }
+    let _ = stopped.recv();
+    println!("shutting down: closing every stream");
+    handle.shutdown();
+    server.stop();
 }
