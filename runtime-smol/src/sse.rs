@@ -1,21 +1,29 @@
 //! Serves a hub over SSE + POST on the bundled `tiny_http` binding.
 //!
 //! Worker threads take requests off `tiny_http`, route them and wait for
-//! the hub's answer; each event stream gets a writer thread (small stack)
-//! that drains its bounded queue, coalescing whatever is waiting into one
-//! chunk per write. A write error or timeout ends the stream and tells the hub.
+//! the hub's answer. Each event stream gets a writer that drains its queue,
+//! coalescing whatever is waiting into one chunk per write: an async task on
+//! the raw, non-blocking socket (plain HTTP, the common case), or a
+//! small-stack thread when `tiny_http` keeps the socket. A write error or
+//! timeout ends the stream and tells the hub.
 
 use std::io;
 use std::net::SocketAddr;
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use async_channel::Receiver;
+use smol::Async;
+use smol::io::AsyncWriteExt;
 use tidings_core::OsEntropy;
 use tidings_core::router::ConnId;
-use tidings_sse::event::{DEFAULT_RETRY_MS, EventEncoder};
+use tidings_sse::event::{DEFAULT_RETRY_MS, EventEncoder, LAST_CHUNK};
 use tidings_sse::http::{HttpResponse, Route, route};
-use tidings_sse::server::{OwnedRequest, ServerConfig, SseStream, bind, read_request, respond};
+use tidings_sse::server::{
+    OwnedRequest, ServerConfig, SseStream, bind, frame_events, read_request, respond, stream_head,
+};
 use tidings_sse::session::{Session, SessionKeys};
 
 use crate::handle::HubHandle;
@@ -105,6 +113,7 @@ pub fn serve(hub: &HubHandle, keys: &SessionKeys, config: &SseConfig) -> io::Res
                 keys: keys.clone(),
                 queue: config.outbound_queue,
                 retry_ms: config.retry_ms,
+                write_timeout: config.server.write_timeout,
                 responder: responder.clone(),
             };
             thread::Builder::new()
@@ -130,6 +139,7 @@ struct Ctx {
     keys: SessionKeys,
     queue: usize,
     retry_ms: u32,
+    write_timeout: Duration,
     /// Answers parked commands when they finish, off the worker threads.
     responder: Arc<smol::Executor<'static>>,
 }
@@ -278,10 +288,28 @@ impl Ctx {
         resp
     }
 
-    /// Hands the connection to a writer thread for the stream's lifetime.
-    fn stream(&self, rq: tiny_http::Request, conn: ConnId, frames: Receiver<Frame>) {
+    /// Hands the connection to a writer for the stream's lifetime: an async
+    /// task on a non-blocking socket when tiny_http gives up the raw socket
+    /// (plain HTTP), else a small-stack thread.
+    fn stream(&self, mut rq: tiny_http::Request, conn: ConnId, frames: Receiver<Frame>) {
         let hub = self.hub.clone();
         let retry_ms = self.retry_ms;
+        if let Some(tcp) = rq.take_raw_stream() {
+            let chunked = *rq.http_version() != tiny_http::HTTPVersion(1, 0);
+            let timeout = self.write_timeout;
+            // Holding tiny_http's writer keeps it from answering the request
+            // itself; dropping it shuts the socket's write side: the end.
+            let guard = rq.into_writer();
+            smol::spawn(async move {
+                if let Ok(tcp) = Async::new(tcp) {
+                    write_stream_async(tcp, chunked, retry_ms, timeout, &frames).await;
+                }
+                drop(guard);
+                let _ = hub.tx.send(HubMsg::Closed { conn }).await;
+            })
+            .detach();
+            return;
+        }
         let spawned = thread::Builder::new()
             .name("tidings-sse-writer".into())
             .stack_size(WRITER_STACK)
@@ -292,6 +320,57 @@ impl Ctx {
         if spawned.is_err() {
             let _ = self.hub.tx.send_blocking(HubMsg::Closed { conn });
         }
+    }
+}
+
+/// Writes `bytes`, giving up after `timeout` (a client that stopped reading).
+async fn write_within(tcp: &mut Async<TcpStream>, bytes: &[u8], timeout: Duration) -> bool {
+    smol::future::or(async { tcp.write_all(bytes).await.is_ok() }, async {
+        smol::Timer::after(timeout).await;
+        false
+    })
+    .await
+}
+
+/// [`write_stream`] without a thread: queued frames are coalesced and
+/// written to the non-blocking socket until the queue closes or a write
+/// fails or times out.
+async fn write_stream_async(
+    mut tcp: Async<TcpStream>,
+    chunked: bool,
+    retry_ms: u32,
+    timeout: Duration,
+    frames: &Receiver<Frame>,
+) {
+    let mut enc = EventEncoder::new(retry_ms);
+    let mut events = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(stream_head(chunked));
+    enc.preamble(&mut events);
+    frame_events(&mut out, &events, chunked);
+    if !write_within(&mut tcp, &out, timeout).await {
+        return;
+    }
+    while let Ok(first) = frames.recv().await {
+        events.clear();
+        enc.event(&mut events, first.name, &first.data);
+        while events.len() < MAX_COALESCED_BYTES {
+            let Ok(next) = frames.try_recv() else { break };
+            enc.event(&mut events, next.name, &next.data);
+        }
+        out.clear();
+        frame_events(&mut out, &events, chunked);
+        if !write_within(&mut tcp, &out, timeout).await {
+            return;
+        }
+        // Idle streams should not keep a big buffer from a burst.
+        if out.capacity() > 4 * 1024 {
+            out = Vec::with_capacity(512);
+            events = Vec::with_capacity(256);
+        }
+    }
+    if chunked {
+        let _ = write_within(&mut tcp, LAST_CHUNK, timeout).await;
     }
 }
 

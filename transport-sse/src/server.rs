@@ -138,6 +138,26 @@ pub fn respond(rq: tiny_http::Request, resp: HttpResponse) -> io::Result<()> {
     rq.respond(out)
 }
 
+/// The response head of an event stream: chunked on HTTP/1.1, a plain
+/// body that ends with the connection on HTTP/1.0.
+pub fn stream_head(chunked: bool) -> &'static [u8] {
+    if chunked {
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n"
+    } else {
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+    }
+}
+
+/// Appends `events` to `out` as the body of an event stream: one chunk when
+/// `chunked`, raw otherwise.
+pub fn frame_events(out: &mut Vec<u8>, events: &[u8], chunked: bool) {
+    if chunked {
+        chunk(out, events);
+    } else {
+        out.extend_from_slice(events);
+    }
+}
+
 /// An open `text/event-stream` response. Each [`SseStream::send`] is one
 /// chunk, flushed; an error means the client is gone (or stalled past the
 /// write timeout) and the stream should be dropped.
@@ -153,12 +173,7 @@ impl SseStream {
     pub fn start(rq: tiny_http::Request, preamble: &[u8]) -> io::Result<Self> {
         let chunked = *rq.http_version() != tiny_http::HTTPVersion(1, 0);
         let mut writer = rq.into_writer();
-        let head: &[u8] = if chunked {
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n"
-        } else {
-            b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
-        };
-        writer.write_all(head)?;
+        writer.write_all(stream_head(chunked))?;
         let mut stream = Self {
             writer,
             chunked,
@@ -173,13 +188,9 @@ impl SseStream {
         if events.is_empty() {
             return self.writer.flush();
         }
-        if self.chunked {
-            self.buf.clear();
-            chunk(&mut self.buf, events);
-            self.writer.write_all(&self.buf)?;
-        } else {
-            self.writer.write_all(events)?;
-        }
+        self.buf.clear();
+        frame_events(&mut self.buf, events, self.chunked);
+        self.writer.write_all(&self.buf)?;
         self.writer.flush()
     }
 

@@ -32,8 +32,11 @@ pub struct ClientConnection {
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
-    // true if the connection goes through SSL
+        // true if the connection goes through SSL
     secure: bool,
+
+    // Tidings patch: the raw TCP socket, handed to an event-stream request
+    raw: Option<std::net::TcpStream>,
 }
 
 /// Error that can happen when reading a request.
@@ -48,9 +51,10 @@ enum ReadError {
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
+        pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        raw: Option<std::net::TcpStream>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -63,8 +67,9 @@ impl ClientConnection {
             sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
             remote_addr,
             next_header_source: first_header,
-            no_more_requests: false,
+                        no_more_requests: false,
             secure,
+            raw,
         }
     }
 
@@ -255,7 +260,7 @@ impl Iterator for ClientConnection {
                 {
                     self.no_more_requests = true
                 }
-                                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
+                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
                 _ => (),
             };
 
@@ -266,6 +271,9 @@ impl Iterator for ClientConnection {
                 h.field.equiv("Accept") && h.value.as_str().contains("text/event-stream")
             }) {
                 self.no_more_requests = true;
+                let mut rq = rq;
+                rq.set_raw_stream(self.raw.take());
+                return Some(rq);
             }
 
             // returning the request

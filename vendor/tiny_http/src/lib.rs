@@ -292,8 +292,14 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                                        Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        // Tidings patch: a handle on the raw TCP socket, handed
+                        // to an event-stream request (`Request::take_raw_stream`).
+                        let raw = match &sock {
+                            connection::Connection::Tcp(s) if ssl.is_none() => s.try_clone().ok(),
+                            _ => None,
+                        };
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -311,7 +317,7 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                                                Ok(ClientConnection::new(write_closable, read_closable, raw))
                     }
                     Err(e) => Err(e),
                 };

@@ -72,8 +72,11 @@ pub struct Request {
     // true if a `100 Continue` response must be sent when `as_reader()` is called
     must_send_continue: bool,
 
-    // If Some, a message must be sent after responding
+        // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // Tidings patch: the raw TCP socket of an event-stream request
+    raw_stream: Option<std::net::TcpStream>,
 }
 
 struct NotifyOnDrop<R> {
@@ -236,12 +239,26 @@ where
         http_version: version,
         headers,
         body_length: content_length,
-        must_send_continue: expects_continue,
+                must_send_continue: expects_continue,
         notify_when_responded: None,
+        raw_stream: None,
     })
 }
 
 impl Request {
+    /// Tidings patch: the raw TCP socket of a plain-HTTP request that asked
+    /// for `text/event-stream` (no request follows it on its connection), so
+    /// the stream can be written without a thread. Keep the writer from
+    /// `into_writer` alive while using it: dropping that writer shuts the
+    /// socket's write side down, which ends the stream.
+    pub fn take_raw_stream(&mut self) -> Option<std::net::TcpStream> {
+        self.raw_stream.take()
+    }
+
+    pub(crate) fn set_raw_stream(&mut self, raw: Option<std::net::TcpStream>) {
+        self.raw_stream = raw;
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {
