@@ -1,8 +1,11 @@
-//! # tidings-ws (not built yet)
+//! # tidings-ws
 //!
-//! This crate will make a Tidings server speak the Phoenix Channels wire
-//! protocol (V1 JSON objects, V2 JSON arrays and Supabase binary frames) on
-//! `tungstenite`, so the official `phoenix` and `@supabase/realtime-js`
-//! clients work unmodified, and will hold the Rust client
-//! (`tidings_ws::client`). Until its issue lands it exports nothing.
+//! Tidings over WebSocket, speaking the Phoenix Channels wire protocol that
+//! the official `phoenix` and `@supabase/realtime-js` clients speak.
+//!
+//! Built so far: [`frame`], the sans-IO codec for V1 (JSON objects) and V2
+//! (JSON arrays, Supabase binary kinds 3 in and 4 out) frames. The server on
+//! `tungstenite`, presence, the instance stream and the Rust client come next.
 #![forbid(unsafe_code)]
+
+pub mod frame;
