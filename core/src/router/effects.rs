@@ -42,6 +42,23 @@ pub struct QueuedBroadcast {
     pub except: Vec<Identity>,
 }
 
+impl QueuedBroadcast {
+    /// Validates the channel and action name.
+    pub(crate) fn new(
+        except: &[Identity],
+        channel: impl IntoChannel,
+        action: &str,
+        params: Payload,
+    ) -> Result<Self, RouterError> {
+        Ok(Self {
+            channel: channel.into_channel()?,
+            action: Action::new(action)?,
+            params,
+            except: except.to_vec(),
+        })
+    }
+}
+
 /// The transaction of one handler for one component (`cid`).
 ///
 /// ```
@@ -180,14 +197,8 @@ impl Effects {
         action: &str,
         params: Payload,
     ) -> Result<(), RouterError> {
-        let channel = channel.into_channel()?;
-        let action = Action::new(action)?;
-        self.broadcasts.push(QueuedBroadcast {
-            channel,
-            action,
-            params,
-            except: except.to_vec(),
-        });
+        self.broadcasts
+            .push(QueuedBroadcast::new(except, channel, action, params)?);
         Ok(())
     }
 

@@ -1151,12 +1151,7 @@ impl Router {
         action: &str,
         params: Payload,
     ) -> Result<(), RouterError> {
-        let b = QueuedBroadcast {
-            channel: channel.into_channel()?,
-            action: Action::new(action)?,
-            params,
-            except: except.to_vec(),
-        };
+        let b = QueuedBroadcast::new(except, channel, action, params)?;
         self.publish(&b, None);
         Ok(())
     }
