@@ -33,6 +33,8 @@ mod json;
 pub mod limits;
 mod lit;
 #[cfg(feature = "alloc")]
+pub mod presence;
+#[cfg(feature = "alloc")]
 pub mod router;
 mod sink;
 mod text;
