@@ -19,8 +19,8 @@ use tidings_sse::event::names;
 use tidings_sse::http::HttpResponse;
 use tidings_sse::session::{Session, SessionKeys};
 use tidings_sse::wire::{
-    CommandRequest, HandshakeRequest, HandshakeResponse, KeyJson, NavigateRequest, ReceiptDiff,
-    ReceiptJson, raw_params, self_echoes,
+    BroadcastJson, CommandRequest, HandshakeRequest, HandshakeResponse, KeyJson, NavigateRequest,
+    ReceiptDiff, ReceiptJson, raw_params, self_echoes,
 };
 
 use crate::app::{App, AppError, Page};
@@ -655,26 +655,27 @@ impl Hub {
                     broadcast,
                     recipients,
                 } => {
+                    // One encoding per distinct cid set, shared by every
+                    // tab with that set; params are written as they are.
                     let params = raw_params(broadcast.params.as_bytes());
                     let mut frames: HashMap<Cids, Frame> = HashMap::new();
                     for r in recipients {
-                        let frame = frames
-                            .entry(r.cids.clone())
-                            .or_insert_with(|| {
-                                let cids: Vec<&str> =
-                                    r.cids.as_slice().iter().map(Cid::as_str).collect();
-                                let data = serde_json::to_vec(&json!({
-                                    "action": broadcast.action.as_str(),
-                                    "params": params,
-                                    "cids": cids,
-                                }))
-                                .expect("broadcast frames serialize");
-                                Frame {
-                                    name: names::BROADCAST,
-                                    data: data.into(),
-                                }
+                        let frame = if let Some(f) = frames.get(&r.cids) {
+                            f.clone()
+                        } else {
+                            let data = serde_json::to_vec(&BroadcastJson {
+                                action: broadcast.action.as_str(),
+                                params,
+                                cids: r.cids.as_slice().iter().map(Cid::as_str).collect(),
                             })
-                            .clone();
+                            .expect("broadcast frames serialize");
+                            let f = Frame {
+                                name: names::BROADCAST,
+                                data: data.into(),
+                            };
+                            frames.insert(r.cids.clone(), f.clone());
+                            f
+                        };
                         self.push(r.conn, frame);
                     }
                 }

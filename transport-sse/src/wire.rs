@@ -99,6 +99,17 @@ pub struct ActionJson<'a> {
     pub cid: &'a str,
 }
 
+/// The data of a `broadcast` event: one action for several cids of a tab.
+#[derive(Debug, Serialize)]
+pub struct BroadcastJson<'a> {
+    /// The action's name.
+    pub action: &'a str,
+    /// Its params (pre-encoded JSON, written as is).
+    pub params: &'a RawValue,
+    /// The tab's components that run it.
+    pub cids: Vec<&'a str>,
+}
+
 /// The receipt changes in a command or navigation response.
 #[derive(Debug, Serialize, Default)]
 pub struct ReceiptDiff {
