@@ -187,6 +187,27 @@ fn router_error(e: &RouterError) -> HttpResponse {
     HttpResponse::error(status, code, e.to_string())
 }
 
+/// Refuses effects whose broadcast params are not JSON: the SSE wire embeds
+/// them as JSON, and nothing must be committed when they cannot be sent.
+fn json_params(effects: &[Effects]) -> Result<(), HttpResponse> {
+    let bad = effects
+        .iter()
+        .flat_map(Effects::broadcasts)
+        .find(|b| serde_json::from_slice::<serde::de::IgnoredAny>(b.params.as_bytes()).is_err());
+    match bad {
+        Some(b) => Err(HttpResponse::error(
+            500,
+            "bad_params",
+            format!(
+                "the params of broadcast {:?} on {} are not JSON; nothing was committed",
+                b.action.as_str(),
+                b.channel
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn app_error(e: &AppError) -> HttpResponse {
     HttpResponse::error(e.status, &e.code, e.message.clone())
 }
@@ -438,7 +459,7 @@ impl Hub {
                 "not_found",
                 format!("no page at {path}"),
             )),
-            Ok(Ok(Some(html))) => Ok((html, page)),
+            Ok(Ok(Some(html))) => json_params(&page.components).map(|()| (html, page)),
         }
     }
 
@@ -557,7 +578,11 @@ impl Hub {
             Ok(Err(e)) => return app_error(&e),
             Ok(Ok(next)) => next,
         };
-        // Everything the response needs is encoded before the commit.
+        // Everything the response and the broadcasts need is checked and
+        // encoded before the commit: bad params fail the handler cleanly.
+        if let Err(resp) = json_params(std::slice::from_ref(&fx)) {
+            return resp;
+        }
         let action = next.map(|n| {
             json!({"action": n.action, "params": n.params, "cid": n.cid.unwrap_or_else(|| req.target.as_str().to_owned())})
         });

@@ -146,6 +146,16 @@ impl App for TestApp {
                 fx.put_broadcast(&ch, "leaked_by_panic", params(&json!({})))?;
                 panic!("{PLANNED_PANIC}");
             }
+            "bad_params" => {
+                // Params that are not JSON cannot be sent: nothing commits.
+                let ch = target_room(fx, p)?;
+                fx.put_broadcast(
+                    &ch,
+                    "leaked_by_bad_params",
+                    tidings_core::Payload::new(&b"not json"[..]),
+                )?;
+                Ok(None)
+            }
             "fail" => {
                 let ch = target_room(fx, p)?;
                 fx.put_broadcast(&ch, "leaked_by_error", params(&json!({})))?;
@@ -956,6 +966,8 @@ fn bad_requests_get_typed_errors_and_failed_handlers_commit_nothing() {
         .assert_error(500, "handler_panicked");
     srv.command(&t, "page", "fail", &json!({}))
         .assert_error(422, "refused");
+    srv.command(&t, "page", "bad_params", &json!({}))
+        .assert_error(500, "bad_params");
 
     // Another session may not drive this tab.
     let mut impostor = t.clone();
