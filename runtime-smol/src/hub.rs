@@ -738,7 +738,10 @@ impl Hub {
                 }
                 // The SSE client learns identity changes from the command's
                 // cookie; a single node has no cluster bus to tell.
-                Output::IdentityChanged { .. } | Output::ChannelUp(_) | Output::ChannelDown(_) => {}
+                Output::IdentityChanged { .. }
+                | Output::PresenceDiff { .. }
+                | Output::ChannelUp(_)
+                | Output::ChannelDown(_) => {}
             }
         }
     }

@@ -103,6 +103,19 @@
 //!   parked commands, and runs due refreshes: `RefreshReceipts` with every
 //!   binding re-signed (sorted; skipped when there are none), next due at
 //!   `now + refresh_interval`.
+//! * **R14 Sockets.** `connect` attaches an instance without a handshake
+//!   (same checks as R2's new-instance path; an attached id →
+//!   `InstanceInUse`, or `SessionMismatch` under another session). `join`
+//!   binds `(channel, cid)` for a live stream with the anonymous tag, no
+//!   receipt and no tombstone (`TooManyBindings` past the limit); `leave`
+//!   unbinds without a tombstone. Detach (R3) forgets them as any binding.
+//! * **R15 Presence.** A stream bound to a channel may `track` one meta per
+//!   channel under a key; an identical payload is a no-op, a new payload an
+//!   update (fresh `phx_ref`, `phx_ref_prev` = the old one, diff = join +
+//!   leave), another key a leave of the old key. `untrack`, leaving the
+//!   channel's last cid, detach and supersede remove the meta. Every change
+//!   is one `PresenceDiff` to every stream bound to the channel at that
+//!   moment, the tracker included (none → no output).
 //!
 //! ```
 //! use tidings_core::router::{Output, Router, RouterConfig};
@@ -122,6 +135,7 @@
 
 mod effects;
 mod receipt;
+mod socket;
 mod table;
 mod tombstone;
 mod types;
@@ -146,6 +160,7 @@ use self::table::SubscriptionTable as Table;
 use self::tombstone::{StoneKey, Tombstones};
 use crate::channel::IntoChannel;
 use crate::identity::{Cid, Entropy, HandshakeId, Identity, InstanceId, Peer, SessionId, UserId};
+use crate::presence::PresenceTable;
 use crate::{Channel, ChannelError};
 
 const SECOND: Millis = 1000;
@@ -265,6 +280,12 @@ pub enum RouterError {
         /// Overall limit.
         max_total: usize,
     },
+    /// The instance id is already attached (sockets need a fresh one).
+    #[error("instance is already attached; open the socket with a fresh instance id")]
+    InstanceInUse,
+    /// Presence needs the stream to be bound to the channel.
+    #[error("the stream has not joined this channel; join it before tracking presence")]
+    NotJoined,
     /// Effects of the wrong kind or for another instance were committed.
     #[error("effects do not belong to this commit: {0}")]
     WrongEffects(&'static str),
@@ -342,6 +363,7 @@ pub struct Router {
     parked_total: usize,
     timers: BinaryHeap<Reverse<(Millis, Timer)>>,
     sweep_armed: bool,
+    presence: PresenceTable,
     out: VecDeque<Output>,
 }
 
@@ -359,6 +381,7 @@ impl Router {
             parked_total: 0,
             timers: BinaryHeap::new(),
             sweep_armed: false,
+            presence: PresenceTable::default(),
             out: VecDeque::new(),
         }
     }
@@ -592,6 +615,7 @@ impl Router {
                 conn: old,
                 reason: CloseReason::Superseded,
             });
+            self.leave_presence(old);
             let dropped =
                 self.table
                     .set_identity(slot, peer.session, peer.user.clone(), &mut self.out);
@@ -656,6 +680,7 @@ impl Router {
     pub fn detach(&mut self, conn: ConnId) {
         if let Some(slot) = self.table.slot_of_conn(conn) {
             self.table.remove_instance(slot, &mut self.out);
+            self.leave_presence(conn);
         }
     }
 

@@ -239,6 +239,15 @@ pub enum Output {
         /// Who gets it.
         recipients: Vec<Recipient>,
     },
+    /// Deliver a presence change on `channel` to each recipient (R15).
+    PresenceDiff {
+        /// The channel.
+        channel: Channel,
+        /// What changed (shared by every recipient).
+        diff: Arc<crate::presence::Diff>,
+        /// Every stream bound to the channel, the tracker included.
+        recipients: Vec<ConnId>,
+    },
     /// Push new receipts to a stream (`add_sub_receipts`).
     AddReceipts {
         /// The stream.
