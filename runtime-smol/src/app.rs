@@ -3,7 +3,7 @@
 //! [`Effects`]) and return `Result`; an `Err` or a panic commits nothing.
 
 use serde::Serialize;
-use tidings_core::{Cid, Effects, Payload, Peer};
+use tidings_core::{Channel, Cid, Effects, Payload, Peer};
 
 /// Encodes params for a broadcast as JSON.
 ///
@@ -123,4 +123,40 @@ pub trait App: Send + Sync + 'static {
         name: &str,
         params: &serde_json::Value,
     ) -> Result<Option<NextAction>, AppError>;
+
+    /// Accepts or refuses a WebSocket connection by its API key (the
+    /// `apikey` query parameter, else the `x-api-key` header). A refusal
+    /// answers the upgrade with 401 `{"error": message}`. Default: accept,
+    /// anonymous.
+    fn authenticate(&self, apikey: Option<&str>) -> Result<(), String> {
+        let _ = apikey;
+        Ok(())
+    }
+
+    /// Allows or denies what a Phoenix client asks on a channel (SPEC §10).
+    /// `token` is the access token its join carried, or the latest
+    /// `access_token` push. A denial answers `Unauthorized: <message>` (and
+    /// a revoked token closes the channel). Default: allow; Tidings does no
+    /// implicit authorization.
+    fn authorize(
+        &self,
+        peer: &Peer,
+        access: Access,
+        channel: &Channel,
+        token: Option<&str>,
+    ) -> Result<(), String> {
+        let _ = (peer, access, channel, token);
+        Ok(())
+    }
+}
+
+/// What a Phoenix client asks to do on a channel, for [`App::authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Join it (and, on an `access_token` push, keep it).
+    Join,
+    /// Broadcast on it.
+    Broadcast,
+    /// Track presence on it.
+    Presence,
 }

@@ -24,6 +24,8 @@ use tidings_sse::wire::{
 };
 
 use crate::app::{App, AppError, Page};
+
+mod ws;
 use crate::handle::HubHandle;
 
 /// Frames one connection may have queued (1 024) before the slow-consumer
@@ -147,6 +149,26 @@ pub(crate) enum HubMsg {
         reply: Reply<HttpResponse>,
     },
     Immediate(Immediate),
+    /// A WebSocket upgrade asks to open a socket.
+    WsOpen {
+        session: Session,
+        apikey: Option<String>,
+        queue: (
+            Sender<tidings_ws::server::socket::WsOut>,
+            Receiver<tidings_ws::server::socket::WsOut>,
+            usize,
+        ),
+        reply: Reply<Result<ConnId, HttpResponse>>,
+    },
+    /// A socket's request, in the order its client sent it.
+    Ws {
+        socket: ConnId,
+        req: Box<tidings_ws::server::socket::Request>,
+    },
+    /// A socket ended.
+    WsClosed {
+        socket: ConnId,
+    },
     Shutdown {
         reply: Reply<()>,
     },
@@ -224,6 +246,7 @@ pub struct Hub {
     parked: HashMap<u64, Parked>,
     next_ticket: u64,
     next_heartbeat: Instant,
+    ws: ws::WsState,
 }
 
 impl Hub {
@@ -242,6 +265,7 @@ impl Hub {
             conns: HashMap::new(),
             parked: HashMap::new(),
             next_ticket: 1,
+            ws: ws::WsState::default(),
         };
         (hub, HubHandle { tx })
     }
@@ -294,6 +318,7 @@ impl Hub {
     /// in it, so no caller waits for a reply that will never come.
     fn shut_down(&mut self) {
         self.conns.clear();
+        self.ws_shutdown();
         let gone = || HttpResponse::error(503, "shutting_down", "the server is shutting down");
         for (_, p) in self.parked.drain() {
             let _ = p.reply.try_send(gone());
@@ -307,13 +332,16 @@ impl Hub {
                 | HubMsg::Navigate { reply, .. } => {
                     let _ = reply.try_send(gone());
                 }
-                HubMsg::Open { reply, .. } => {
+                HubMsg::Open { reply, .. } | HubMsg::WsOpen { reply, .. } => {
                     let _ = reply.try_send(Err(gone()));
                 }
                 HubMsg::Shutdown { reply } => {
                     let _ = reply.try_send(());
                 }
-                HubMsg::Closed { .. } | HubMsg::Immediate(_) => {}
+                HubMsg::Closed { .. }
+                | HubMsg::Immediate(_)
+                | HubMsg::Ws { .. }
+                | HubMsg::WsClosed { .. } => {}
             }
         }
     }
@@ -408,6 +436,16 @@ impl Hub {
                 let _ = reply.try_send(self.navigate(now, &session, &req));
             }
             HubMsg::Immediate(op) => self.immediate(now, op),
+            HubMsg::WsOpen {
+                session,
+                apikey,
+                queue,
+                reply,
+            } => {
+                let _ = reply.try_send(self.ws_open(session, apikey.as_deref(), queue));
+            }
+            HubMsg::Ws { socket, req } => self.ws_request(now, socket, *req),
+            HubMsg::WsClosed { socket } => self.ws_closed(socket),
             HubMsg::Shutdown { .. } => {}
         }
     }
@@ -648,6 +686,9 @@ impl Hub {
 
     /// Queues a frame for a connection, applying the slow-consumer policy.
     fn push(&mut self, conn: ConnId, frame: Frame) {
+        if self.ws_stream_push(conn, frame.name, &frame.data) {
+            return;
+        }
         let Some(q) = self.conns.get(&conn) else {
             return;
         };
@@ -682,6 +723,18 @@ impl Hub {
                 } => {
                     // One encoding per distinct cid set, shared by every
                     // tab with that set; params are written as they are.
+                    let (sockets, recipients): (Vec<_>, Vec<_>) = recipients
+                        .into_iter()
+                        .partition(|r| self.ws.sockets.contains_key(&r.conn));
+                    if !sockets.is_empty() {
+                        let conns: Vec<ConnId> = sockets.iter().map(|r| r.conn).collect();
+                        self.ws_fanout(
+                            &broadcast.channel,
+                            broadcast.action.as_str(),
+                            broadcast.params.as_bytes(),
+                            &conns,
+                        );
+                    }
                     let params = raw_params(broadcast.params.as_bytes());
                     let mut frames: HashMap<Cids, Frame> = HashMap::new();
                     for r in recipients {
@@ -719,8 +772,15 @@ impl Hub {
                     self.push_json(conn, names::DROP_SUB_RECEIPTS, &data);
                 }
                 Output::Close { conn, .. } => {
-                    self.conns.remove(&conn);
+                    if !self.ws_stream_closed(conn) {
+                        self.conns.remove(&conn);
+                    }
                 }
+                Output::PresenceDiff {
+                    channel,
+                    diff,
+                    recipients,
+                } => self.ws_presence(&channel, &diff, &recipients),
                 Output::CommandReady { ticket } => {
                     if let Some(p) = self.parked.remove(&ticket) {
                         let now = now_ms();
@@ -738,10 +798,7 @@ impl Hub {
                 }
                 // The SSE client learns identity changes from the command's
                 // cookie; a single node has no cluster bus to tell.
-                Output::IdentityChanged { .. }
-                | Output::PresenceDiff { .. }
-                | Output::ChannelUp(_)
-                | Output::ChannelDown(_) => {}
+                Output::IdentityChanged { .. } | Output::ChannelUp(_) | Output::ChannelDown(_) => {}
             }
         }
     }

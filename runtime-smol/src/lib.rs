@@ -31,7 +31,8 @@ mod app;
 mod handle;
 mod hub;
 pub mod sse;
+pub mod ws;
 
-pub use app::{App, AppError, NextAction, Page, params};
+pub use app::{Access, App, AppError, NextAction, Page, params};
 pub use handle::{HubError, HubHandle};
 pub use hub::{DEFAULT_INBOX, DEFAULT_OUTBOUND_QUEUE, Frame, Hub, HubConfig, SlowConsumer};

@@ -189,6 +189,12 @@ impl Ctx {
     }
 
     fn handle(&self, mut rq: tiny_http::Request) {
+        if crate::ws::is_upgrade(&rq) {
+            if let Err((rq, resp)) = crate::ws::upgrade(rq, &self.hub, &self.keys, self.queue) {
+                let _ = respond(rq, resp);
+            }
+            return;
+        }
         let req = match read_request(&mut rq) {
             Ok(r) => r,
             Err(resp) => {

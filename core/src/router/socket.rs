@@ -24,7 +24,7 @@ impl Router {
     /// let mut router = Router::new(b"secret", RouterConfig::default());
     /// let peer = Peer { instance: InstanceId::mint(&mut e), session: SessionId::mint(&mut e), user: None };
     /// let conn = router.connect(&peer).unwrap();
-    /// router.join(conn, "{:realtime, \"lobby\"}", Cid::PAGE).unwrap();
+    /// router.join(conn, "{:realtime, \"lobby\"}", &Cid::PAGE).unwrap();
     /// router.track(conn, "{:realtime, \"lobby\"}", "alice", Payload::new(&b"{}"[..]), &mut e).unwrap();
     /// let diff = std::iter::from_fn(|| router.poll_output()).find_map(|o| match o {
     ///     Output::PresenceDiff { diff, recipients, .. } => Some((diff, recipients)),
@@ -61,7 +61,7 @@ impl Router {
         &mut self,
         conn: ConnId,
         channel: impl IntoChannel,
-        cid: Cid,
+        cid: &Cid,
     ) -> Result<bool, RouterError> {
         let channel = channel.into_channel()?;
         let slot = self
@@ -71,7 +71,7 @@ impl Router {
         if self
             .table
             .cids_on(slot, &channel)
-            .is_some_and(|c| c.contains(&cid))
+            .is_some_and(|c| c.contains(cid))
         {
             return Ok(false);
         }
@@ -83,7 +83,7 @@ impl Router {
             });
         }
         self.table
-            .add_binding(slot, &channel, &cid, 0, &mut self.out);
+            .add_binding(slot, &channel, cid, 0, &mut self.out);
         Ok(true)
     }
 
@@ -94,7 +94,7 @@ impl Router {
         &mut self,
         conn: ConnId,
         channel: impl IntoChannel,
-        cid: Cid,
+        cid: &Cid,
     ) -> Result<bool, RouterError> {
         let channel = channel.into_channel()?;
         let Some(slot) = self.table.slot_of_conn(conn) else {
@@ -102,11 +102,11 @@ impl Router {
         };
         let was = self
             .table
-            .remove_binding(slot, &channel, &cid, &mut self.out);
-        if self.table.cids_on(slot, &channel).is_none() {
-            if let Some(diff) = self.presence.untrack(&channel.topic(), conn.get()) {
-                self.publish_presence(channel, diff);
-            }
+            .remove_binding(slot, &channel, cid, &mut self.out);
+        if self.table.cids_on(slot, &channel).is_none()
+            && let Some(diff) = self.presence.untrack(&channel.topic(), conn.get())
+        {
+            self.publish_presence(channel, diff);
         }
         Ok(was)
     }

@@ -266,10 +266,14 @@ impl Iterator for ClientConnection {
 
             // Tidings patch: no request follows an event stream on its
             // connection, so stop reading and release this thread at once
-            // (the stream keeps the write half).
-            if rq.headers().iter().any(|h| {
-                h.field.equiv("Accept") && h.value.as_str().contains("text/event-stream")
-            }) {
+            // (the stream keeps the write half). A WebSocket upgrade gets
+            // the raw socket too, for non-blocking reads and writes.
+            let upgrade = matches!(lowercase, Some(ref val) if val.contains("upgrade"));
+            if upgrade
+                || rq.headers().iter().any(|h| {
+                    h.field.equiv("Accept") && h.value.as_str().contains("text/event-stream")
+                })
+            {
                 self.no_more_requests = true;
                 let mut rq = rq;
                 rq.set_raw_stream(self.raw.take());

@@ -1,0 +1,9 @@
+//! The server side, sans-IO: what a Phoenix topic names ([`topic`]), the
+//! Supabase join settings ([`join`]) and one socket's protocol state
+//! ([`socket`]). A runtime (e.g. `tidings-smol`) owns the sockets, feeds
+//! them frames and the hub's answers, and writes what they return.
+
+pub mod join;
+pub mod presence;
+pub mod socket;
+pub mod topic;

@@ -1,0 +1,676 @@
+//! One Phoenix socket, sans-IO: client frames in, frames to send and
+//! requests for the hub out; the hub's answers come back as [`WsOut`] and
+//! are rendered against the socket's joins. Time is passed in.
+//!
+//! The join_ref discipline of P§1.3 lives here: a message whose non-null
+//! `join_ref` is not its topic's current one is dropped; replies, closes
+//! and channel pushes carry the current join_ref; fan-out frames carry
+//! none. A duplicate join closes the old join first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tidings_core::{Channel, Entropy, InstanceId};
+use tungstenite::Utf8Bytes;
+
+use super::join::JoinConfig;
+use super::topic::{PHOENIX_TOPIC, TopicError, TopicKind, parse_topic};
+use crate::frame::{self, FrameError, FrameIn, Inbound, Message, Payload, UserBroadcast, Vsn};
+
+/// Most channels one socket may join (100, Supabase's per-client default).
+pub const MAX_CHANNELS_PER_SOCKET: usize = 100;
+
+/// A socket with no inbound frame for this long is closed (60 s, Phoenix's
+/// default; clients heartbeat every 25–30 s).
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+
+/// A socket's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketConfig {
+    /// Most channels joined at once ([`MAX_CHANNELS_PER_SOCKET`]).
+    pub max_channels: usize,
+    /// Idle timeout in ms ([`IDLE_TIMEOUT_MS`]).
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        Self {
+            max_channels: MAX_CHANNELS_PER_SOCKET,
+            idle_timeout_ms: IDLE_TIMEOUT_MS,
+        }
+    }
+}
+
+/// Where a reply goes: the push's topic, join_ref and ref.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The join the push was made under.
+    pub join_ref: Option<String>,
+    /// The push's ref.
+    pub msg_ref: Option<String>,
+}
+
+/// What the hub must do for a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Join a topic; answer with a [`WsOut::Reply`] with `join: true`.
+    Join {
+        /// Where the reply goes.
+        to: ReplyTo,
+        /// What the topic is.
+        kind: TopicKind,
+        /// The Supabase settings.
+        config: JoinConfig,
+        /// The presence key (the configured one, else generated).
+        presence_key: String,
+        /// The raw join payload (an instance join carries its receipts).
+        payload: String,
+    },
+    /// Leave a topic (already answered to the client).
+    Leave {
+        /// What the topic was.
+        kind: TopicKind,
+    },
+    /// Broadcast on a channel; answer with a reply only when `ack` is set.
+    Broadcast {
+        /// The channel.
+        channel: Channel,
+        /// The user event.
+        event: String,
+        /// The user payload, JSON text.
+        payload: String,
+        /// Whether the sender gets it too.
+        self_: bool,
+        /// Where to send the ok reply, if the join asked for acks.
+        ack: Option<ReplyTo>,
+    },
+    /// Track presence; always answered.
+    Track {
+        /// Where the reply goes.
+        to: ReplyTo,
+        /// The channel.
+        channel: Channel,
+        /// The key.
+        key: String,
+        /// The meta, a JSON object.
+        payload: String,
+    },
+    /// Untrack presence; always answered.
+    Untrack {
+        /// Where the reply goes.
+        to: ReplyTo,
+        /// The channel.
+        channel: Channel,
+    },
+    /// A new access token for a joined topic (no reply unless refused).
+    AccessToken {
+        /// The topic's reply target (for the refusal's `system` push).
+        to: ReplyTo,
+        /// What the topic is.
+        kind: TopicKind,
+        /// The token.
+        token: String,
+    },
+    /// A component command on an instance stream; always answered.
+    Command {
+        /// Where the reply goes.
+        to: ReplyTo,
+        /// The instance.
+        instance: InstanceId,
+        /// `{target, name, params}`, JSON text.
+        payload: String,
+    },
+}
+
+/// A frame that goes to many sockets, encoded once per protocol version.
+#[derive(Debug)]
+pub struct SharedFrame {
+    topic: Arc<str>,
+    event: &'static str,
+    payload: String,
+    encoded: [OnceLock<Utf8Bytes>; 2],
+}
+
+impl SharedFrame {
+    /// A fan-out frame (`join_ref` and `ref` null) with a JSON payload.
+    pub fn new(topic: Arc<str>, event: &'static str, payload: String) -> Self {
+        Self {
+            topic,
+            event,
+            payload,
+            encoded: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// A Supabase broadcast: `{"type":"broadcast","event":E,"payload":P}`.
+    pub fn broadcast(topic: Arc<str>, event: &str, payload_json: &str) -> Self {
+        let event = serde_json::to_string(event).expect("strings serialize");
+        Self::new(
+            topic,
+            "broadcast",
+            format!(r#"{{"type":"broadcast","event":{event},"payload":{payload_json}}}"#),
+        )
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The text frame for `vsn`, encoded on first use.
+    pub fn text(&self, vsn: Vsn) -> Utf8Bytes {
+        let slot = &self.encoded[usize::from(vsn == Vsn::V2)];
+        slot.get_or_init(|| {
+            frame::encode_text(vsn, None, None, &self.topic, self.event, &self.payload).into()
+        })
+        .clone()
+    }
+}
+
+/// What the hub sends a socket.
+#[derive(Debug, Clone)]
+pub enum WsOut {
+    /// A fan-out frame (broadcast, presence diff).
+    Shared(Arc<SharedFrame>),
+    /// A reply to a push.
+    Reply {
+        /// Where it goes.
+        to: ReplyTo,
+        /// `ok` or `error`.
+        ok: bool,
+        /// The response, a JSON object.
+        response: String,
+        /// It answers a join: an error forgets the join.
+        join: bool,
+    },
+    /// A channel push on the topic's current join (`presence_state`,
+    /// `system`, instance-stream events).
+    Push {
+        /// The topic.
+        topic: Arc<str>,
+        /// The event.
+        event: String,
+        /// The payload, JSON.
+        payload: Arc<str>,
+    },
+    /// The server stops a channel: `phx_close`.
+    Close {
+        /// The topic.
+        topic: Arc<str>,
+    },
+    /// Close the socket with this code (1001/1012: please reconnect).
+    Disconnect(u16),
+}
+
+/// A frame to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutFrame {
+    /// A text frame.
+    Text(Utf8Bytes),
+    /// A WebSocket close with a code.
+    Close(u16),
+}
+
+/// What handling a client frame produced, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Write a frame now.
+    Send(OutFrame),
+    /// Ask the hub.
+    Hub(Box<Request>),
+}
+
+impl Step {
+    fn hub(req: Request) -> Self {
+        Step::Hub(Box::new(req))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Joined {
+    join_ref: Option<String>,
+    kind: TopicKind,
+    config: JoinConfig,
+    presence_key: String,
+    token: Option<String>,
+}
+
+/// One socket's Phoenix state. See the [module docs](self).
+///
+/// ```
+/// use tidings_core::SeededEntropy;
+/// use tidings_ws::frame::{FrameIn, Vsn};
+/// use tidings_ws::server::socket::{OutFrame, PhoenixSocket, SocketConfig, Step};
+///
+/// let mut socket = PhoenixSocket::new(Vsn::V2, SocketConfig::default(), 0);
+/// let mut steps = Vec::new();
+/// let hb = r#"[null,"3","phoenix","heartbeat",{}]"#;
+/// socket.handle(10, FrameIn::Text(hb), &mut SeededEntropy::new(1), &mut steps).unwrap();
+/// assert_eq!(steps, [Step::Send(OutFrame::Text(
+///     r#"[null,"3","phoenix","phx_reply",{"status":"ok","response":{}}]"#.into()))]);
+/// ```
+#[derive(Debug)]
+pub struct PhoenixSocket {
+    vsn: Vsn,
+    config: SocketConfig,
+    topics: HashMap<Arc<str>, Joined>,
+    last_inbound: u64,
+}
+
+#[derive(Deserialize)]
+struct BroadcastJson<'a> {
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PresenceJson<'a> {
+    event: Option<String>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct TokenJson {
+    access_token: Option<String>,
+}
+
+impl PhoenixSocket {
+    /// A socket speaking `vsn`, opened at `now` (ms).
+    pub fn new(vsn: Vsn, config: SocketConfig, now: u64) -> Self {
+        Self {
+            vsn,
+            config,
+            topics: HashMap::new(),
+            last_inbound: now,
+        }
+    }
+
+    /// The protocol version.
+    pub fn vsn(&self) -> Vsn {
+        self.vsn
+    }
+
+    /// Topics joined (or being joined).
+    pub fn joined(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// When the socket idles out unless a frame arrives.
+    pub fn deadline(&self) -> u64 {
+        self.last_inbound
+            .saturating_add(self.config.idle_timeout_ms)
+    }
+
+    /// Handles one client frame. A frame that does not decode is refused
+    /// with the error and changes nothing; the socket goes on.
+    pub fn handle(
+        &mut self,
+        now: u64,
+        frame: FrameIn<'_>,
+        entropy: &mut impl Entropy,
+        out: &mut Vec<Step>,
+    ) -> Result<(), FrameError> {
+        self.last_inbound = now;
+        match frame::decode(self.vsn, frame)? {
+            Inbound::Message(m) => self.message(&m, entropy, out),
+            Inbound::UserBroadcast(b) => self.user_broadcast(b, out),
+        }
+        Ok(())
+    }
+
+    fn text(&self, jr: Option<&str>, r: Option<&str>, topic: &str, ev: &str, p: &str) -> Step {
+        Step::Send(OutFrame::Text(
+            frame::encode_text(self.vsn, jr, r, topic, ev, p).into(),
+        ))
+    }
+
+    fn reply(&self, to: &ReplyTo, ok: bool, response: &str) -> Step {
+        let status = if ok { "ok" } else { "error" };
+        self.text(
+            to.join_ref.as_deref(),
+            to.msg_ref.as_deref(),
+            &to.topic,
+            "phx_reply",
+            &format!(r#"{{"status":"{status}","response":{response}}}"#),
+        )
+    }
+
+    fn reason(reason: &str) -> String {
+        serde_json::json!({ "reason": reason }).to_string()
+    }
+
+    fn close_step(&self, topic: &str, join_ref: Option<&str>) -> Step {
+        self.text(join_ref, join_ref, topic, "phx_close", "{}")
+    }
+
+    fn message(&mut self, m: &Message, entropy: &mut impl Entropy, out: &mut Vec<Step>) {
+        let topic: Arc<str> = m.topic.as_str().into();
+        let to = ReplyTo {
+            topic: topic.clone(),
+            join_ref: m.join_ref.clone(),
+            msg_ref: m.msg_ref.clone(),
+        };
+        let payload = match &m.payload {
+            Payload::Json(j) => j.get(),
+            Payload::Binary(_) => "null",
+        };
+        if m.topic == PHOENIX_TOPIC && m.event == "heartbeat" {
+            out.push(self.reply(
+                &ReplyTo {
+                    join_ref: None,
+                    ..to
+                },
+                true,
+                "{}",
+            ));
+            return;
+        }
+        if m.event == "phx_join" {
+            self.join(to, payload, entropy, out);
+            return;
+        }
+        let Some(joined) = self.topics.get(&topic) else {
+            if m.event == "phx_leave" {
+                out.push(self.reply(&to, true, "{}"));
+            } else {
+                let to = ReplyTo {
+                    join_ref: None,
+                    ..to
+                };
+                out.push(self.reply(&to, false, &Self::reason("unmatched topic")));
+            }
+            return;
+        };
+        if m.join_ref.is_some() && m.join_ref != joined.join_ref {
+            return; // stale: a message for an earlier join of this topic
+        }
+        let joined = joined.clone();
+        match (m.event.as_str(), &joined.kind) {
+            ("phx_leave", kind) => {
+                self.topics.remove(&topic);
+                let to = ReplyTo {
+                    join_ref: joined.join_ref.clone(),
+                    ..to
+                };
+                out.push(self.reply(&to, true, "{}"));
+                out.push(self.close_step(&topic, joined.join_ref.as_deref()));
+                out.push(Step::hub(Request::Leave { kind: kind.clone() }));
+            }
+            ("broadcast", TopicKind::Realtime(channel)) => {
+                self.broadcast(&joined, channel, to, payload, out);
+            }
+            ("presence", TopicKind::Realtime(channel)) => {
+                self.presence(&joined, channel, to, payload, out);
+            }
+            ("access_token", kind) => {
+                let token = serde_json::from_str::<TokenJson>(payload)
+                    .ok()
+                    .and_then(|t| t.access_token);
+                let Some(token) = token else { return };
+                if token.starts_with("sb_") || joined.token.as_deref() == Some(token.as_str()) {
+                    return;
+                }
+                if let Some(j) = self.topics.get_mut(&topic) {
+                    j.token = Some(token.clone());
+                }
+                out.push(Step::hub(Request::AccessToken {
+                    to,
+                    kind: kind.clone(),
+                    token,
+                }));
+            }
+            ("command", TopicKind::Instance(instance)) => out.push(Step::hub(Request::Command {
+                to,
+                instance: *instance,
+                payload: payload.to_owned(),
+            })),
+            _ => {} // Supabase ignores other events
+        }
+    }
+
+    fn broadcast(
+        &self,
+        joined: &Joined,
+        channel: &Channel,
+        to: ReplyTo,
+        payload: &str,
+        out: &mut Vec<Step>,
+    ) {
+        let Ok(b) = serde_json::from_str::<BroadcastJson<'_>>(payload) else {
+            let why = "InvalidBroadcast: payload must be a JSON object";
+            self.refuse_broadcast(joined, &to, why, out);
+            return;
+        };
+        let Some(event) = b
+            .event
+            .and_then(|e| serde_json::from_str::<String>(e.get()).ok())
+        else {
+            let why = "InvalidBroadcast: event must be a string";
+            self.refuse_broadcast(joined, &to, why, out);
+            return;
+        };
+        let user_payload = b.payload.map_or("{}", RawValue::get);
+        out.push(Step::hub(Request::Broadcast {
+            channel: channel.clone(),
+            event,
+            payload: user_payload.to_owned(),
+            self_: joined.config.broadcast.self_.0,
+            ack: joined.config.broadcast.ack.0.then_some(to),
+        }));
+    }
+
+    fn presence(
+        &self,
+        joined: &Joined,
+        channel: &Channel,
+        to: ReplyTo,
+        payload: &str,
+        out: &mut Vec<Step>,
+    ) {
+        let p = serde_json::from_str::<PresenceJson<'_>>(payload).ok();
+        match p.as_ref().and_then(|p| p.event.as_deref()) {
+            Some("track") => {
+                let meta = p.and_then(|p| p.payload).map(RawValue::get);
+                match meta {
+                    Some(meta) if meta.trim_start().starts_with('{') => {
+                        out.push(Step::hub(Request::Track {
+                            to,
+                            channel: channel.clone(),
+                            key: joined.presence_key.clone(),
+                            payload: meta.to_owned(),
+                        }));
+                    }
+                    _ => out.push(self.reply(
+                        &to,
+                        false,
+                        &Self::reason("Presence track payload must be a map"),
+                    )),
+                }
+            }
+            Some("untrack") => out.push(Step::hub(Request::Untrack {
+                to,
+                channel: channel.clone(),
+            })),
+            _ => out.push(self.reply(
+                &to,
+                false,
+                &Self::reason("presence event must be \"track\" or \"untrack\""),
+            )),
+        }
+    }
+
+    fn refuse_broadcast(&self, joined: &Joined, to: &ReplyTo, why: &str, out: &mut Vec<Step>) {
+        if joined.config.broadcast.ack.0 {
+            out.push(self.reply(to, false, &Self::reason(why)));
+        }
+    }
+
+    fn join(
+        &mut self,
+        to: ReplyTo,
+        payload: &str,
+        entropy: &mut impl Entropy,
+        out: &mut Vec<Step>,
+    ) {
+        let kind = match parse_topic(&to.topic) {
+            Ok(kind) => kind,
+            Err(TopicError::Unmatched) => {
+                let to = ReplyTo {
+                    join_ref: None,
+                    ..to
+                };
+                out.push(self.reply(&to, false, &Self::reason("unmatched topic")));
+                return;
+            }
+            Err(e) => {
+                out.push(self.reply(&to, false, &Self::reason(&e.to_string())));
+                return;
+            }
+        };
+        if let Some(old) = self.topics.remove(&to.topic) {
+            out.push(self.close_step(&to.topic, old.join_ref.as_deref()));
+            out.push(Step::hub(Request::Leave { kind: old.kind }));
+        }
+        if self.topics.len() >= self.config.max_channels {
+            let why = format!(
+                "ChannelRateLimitReached: Too many channels (at most {} per socket)",
+                self.config.max_channels
+            );
+            out.push(self.reply(&to, false, &Self::reason(&why)));
+            return;
+        }
+        let config = JoinConfig::parse(payload);
+        let presence_key = match config.presence.key.as_deref() {
+            Some(k) if !k.is_empty() => k.to_owned(),
+            _ => InstanceId::mint(entropy).to_string(),
+        };
+        self.topics.insert(
+            to.topic.clone(),
+            Joined {
+                join_ref: to.join_ref.clone(),
+                kind: kind.clone(),
+                config: config.clone(),
+                presence_key: presence_key.clone(),
+                token: config.access_token.clone(),
+            },
+        );
+        out.push(Step::hub(Request::Join {
+            to,
+            kind,
+            config,
+            presence_key,
+            payload: payload.to_owned(),
+        }));
+    }
+
+    fn user_broadcast(&mut self, b: UserBroadcast, out: &mut Vec<Step>) {
+        let topic: Arc<str> = b.topic.as_str().into();
+        let to = ReplyTo {
+            topic: topic.clone(),
+            join_ref: b.join_ref.clone(),
+            msg_ref: b.msg_ref.clone(),
+        };
+        let Some(joined) = self.topics.get(&topic) else {
+            let to = ReplyTo {
+                join_ref: None,
+                ..to
+            };
+            out.push(self.reply(&to, false, &Self::reason("unmatched topic")));
+            return;
+        };
+        if b.join_ref.is_some() && b.join_ref != joined.join_ref {
+            return;
+        }
+        let TopicKind::Realtime(channel) = &joined.kind else {
+            return;
+        };
+        match b.payload {
+            Payload::Json(p) => out.push(Step::hub(Request::Broadcast {
+                channel: channel.clone(),
+                event: b.user_event,
+                payload: p.get().to_owned(),
+                self_: joined.config.broadcast.self_.0,
+                ack: joined.config.broadcast.ack.0.then_some(to),
+            })),
+            Payload::Binary(_) => {
+                let why =
+                    "BinaryPayloadUnsupported: this server relays JSON broadcast payloads only";
+                self.refuse_broadcast(joined, &to, why, out);
+            }
+        }
+    }
+
+    /// Renders what the hub sent into the frame to write, if any: fan-out
+    /// for a topic no longer joined is dropped, pushes take the topic's
+    /// current join_ref, a refused join is forgotten.
+    pub fn render(&mut self, item: &WsOut) -> Option<OutFrame> {
+        let text = |s: String| Some(OutFrame::Text(s.into()));
+        match item {
+            WsOut::Shared(f) => self
+                .topics
+                .contains_key(f.topic())
+                .then(|| OutFrame::Text(f.text(self.vsn))),
+            WsOut::Reply {
+                to,
+                ok,
+                response,
+                join,
+            } => {
+                if *join
+                    && !*ok
+                    && self
+                        .topics
+                        .get(&to.topic)
+                        .is_some_and(|j| j.join_ref == to.join_ref)
+                {
+                    self.topics.remove(&to.topic);
+                }
+                let status = if *ok { "ok" } else { "error" };
+                text(frame::encode_text(
+                    self.vsn,
+                    to.join_ref.as_deref(),
+                    to.msg_ref.as_deref(),
+                    &to.topic,
+                    "phx_reply",
+                    &format!(r#"{{"status":"{status}","response":{response}}}"#),
+                ))
+            }
+            WsOut::Push {
+                topic,
+                event,
+                payload,
+            } => {
+                let jr = self.topics.get(topic)?.join_ref.clone();
+                text(frame::encode_text(
+                    self.vsn,
+                    jr.as_deref(),
+                    None,
+                    topic,
+                    event,
+                    payload,
+                ))
+            }
+            WsOut::Close { topic } => {
+                let j = self.topics.remove(topic)?;
+                let jr = j.join_ref.as_deref();
+                text(frame::encode_text(
+                    self.vsn,
+                    jr,
+                    jr,
+                    topic,
+                    "phx_close",
+                    "{}",
+                ))
+            }
+            WsOut::Disconnect(code) => Some(OutFrame::Close(*code)),
+        }
+    }
+}
