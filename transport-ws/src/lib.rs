@@ -11,4 +11,6 @@
 
 pub mod frame;
 
+/// The Rust realtime client (SPEC §9): connection, channels, store, acks, presence.
+pub mod client;
 pub mod server;

@@ -1,0 +1,270 @@
+//! Client-side framing that `frame` (written for the server) does not
+//! cover: V1 pushes carry `join_ref`, and the server's binary kind 4.
+
+use std::fmt::Write as _;
+
+use serde_json::value::RawValue;
+
+use crate::frame::{self, KIND_USER_BROADCAST, Payload, RawJson, Vsn};
+
+use super::error::{Error, ErrorCode};
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+fn json_opt(s: Option<&str>) -> String {
+    s.map_or_else(|| "null".to_owned(), json_str)
+}
+
+/// Encodes a client push as a text frame. V2 is the server's array form;
+/// V1 is an object that, unlike a server's, carries `join_ref` (realtime-js
+/// and phoenix.js send it, and the server uses it to drop stale pushes).
+pub(crate) fn encode_push(
+    vsn: Vsn,
+    join_ref: Option<&str>,
+    msg_ref: Option<&str>,
+    topic: &str,
+    event: &str,
+    payload_json: &str,
+) -> String {
+    match vsn {
+        Vsn::V2 => frame::encode_text(vsn, join_ref, msg_ref, topic, event, payload_json),
+        Vsn::V1 => format!(
+            r#"{{"topic":{},"event":{},"payload":{payload_json},"ref":{},"join_ref":{}}}"#,
+            json_str(topic),
+            json_str(event),
+            json_opt(msg_ref),
+            json_opt(join_ref)
+        ),
+    }
+}
+
+/// A decoded server kind-4 frame (Supabase user broadcast).
+#[derive(Debug)]
+pub(crate) struct ServerBroadcast {
+    pub(crate) topic: String,
+    pub(crate) user_event: String,
+    pub(crate) metadata: Option<RawJson>,
+    pub(crate) payload: Payload,
+}
+
+fn protocol(msg: &str) -> Error {
+    Error::new(ErrorCode::Protocol, msg.to_owned())
+}
+
+/// Decodes a server binary frame. Only kind 4 exists server → client in the
+/// Supabase dialect; kinds 0–2 (plain Phoenix) are refused as realtime-js
+/// refuses them.
+pub(crate) fn decode_server_binary(bytes: &[u8]) -> Result<ServerBroadcast, Error> {
+    if bytes.len() > frame::MAX_FRAME_BYTES {
+        return Err(
+            protocol("binary frame over the size limit").with("bytes", bytes.len().to_string())
+        );
+    }
+    let [kind, tl, el, ml, enc, rest @ ..] = bytes else {
+        return Err(protocol("binary frame shorter than its header"));
+    };
+    if *kind != KIND_USER_BROADCAST {
+        return Err(
+            protocol("binary frame kind is not 4 (user broadcast)").with("kind", kind.to_string())
+        );
+    }
+    let (tl, el, ml) = (usize::from(*tl), usize::from(*el), usize::from(*ml));
+    if rest.len() < tl + el + ml {
+        return Err(protocol("binary frame truncated"));
+    }
+    let text = |b: &[u8], what: &'static str| {
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| protocol("binary frame field is not UTF-8").with("field", what))
+    };
+    let json = |b: &[u8], what: &'static str| -> Result<RawJson, Error> {
+        let s = std::str::from_utf8(b)
+            .map_err(|_| protocol("binary frame field is not UTF-8").with("field", what))?;
+        serde_json::from_str::<&RawValue>(s)
+            .map(|r| RawJson(r.to_owned()))
+            .map_err(|e| {
+                protocol("binary frame field is not JSON")
+                    .with("field", what)
+                    .with("reason", e.to_string())
+            })
+    };
+    let topic = text(&rest[..tl], "topic")?;
+    let user_event = text(&rest[tl..tl + el], "user event")?;
+    let meta = &rest[tl + el..tl + el + ml];
+    let body = &rest[tl + el + ml..];
+    let metadata = if meta.is_empty() {
+        None
+    } else {
+        Some(json(meta, "metadata")?)
+    };
+    let payload = match enc {
+        0 => Payload::Binary(body.to_vec()),
+        1 => Payload::Json(json(body, "payload")?),
+        other => {
+            return Err(protocol("unknown payload encoding").with("encoding", other.to_string()));
+        }
+    };
+    Ok(ServerBroadcast {
+        topic,
+        user_event,
+        metadata,
+        payload,
+    })
+}
+
+fn percent_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// The WebSocket URL realtime-js builds: `<endpoint>/websocket?apikey=…&<params>&vsn=…`.
+/// `http(s)://` becomes `ws(s)://`; an endpoint already ending in
+/// `/websocket` is kept.
+pub(crate) fn socket_url(
+    endpoint: &str,
+    apikey: Option<&str>,
+    params: &[(String, String)],
+    vsn: Vsn,
+) -> Result<String, Error> {
+    let endpoint = endpoint.trim();
+    let rest = if let Some(r) = endpoint.strip_prefix("ws://") {
+        ("ws://", r)
+    } else if let Some(r) = endpoint.strip_prefix("http://") {
+        ("ws://", r)
+    } else if let Some(r) = endpoint.strip_prefix("wss://") {
+        ("wss://", r)
+    } else if let Some(r) = endpoint.strip_prefix("https://") {
+        ("wss://", r)
+    } else {
+        return Err(Error::new(
+            ErrorCode::InvalidInput,
+            "the URL must start with ws://, wss://, http:// or https://",
+        )
+        .with("url", endpoint.chars().take(200).collect::<String>()));
+    };
+    let (scheme, rest) = rest;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(Error::new(ErrorCode::InvalidInput, "the URL has no host")
+            .with("url", endpoint.chars().take(200).collect::<String>()));
+    }
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let path = path.trim_end_matches('/');
+    let mut url = String::with_capacity(endpoint.len() + 64);
+    url.push_str(scheme);
+    url.push_str(path);
+    if !path.ends_with("/websocket") {
+        url.push_str("/websocket");
+    }
+    url.push('?');
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url.push_str(q);
+        url.push('&');
+    }
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    if let Some(k) = apikey {
+        pairs.push(("apikey", k));
+    }
+    for (k, v) in params {
+        if k != "vsn" && !(k == "apikey" && apikey.is_some()) {
+            pairs.push((k, v));
+        }
+    }
+    for (k, v) in pairs {
+        percent_encode(k, &mut url);
+        url.push('=');
+        percent_encode(v, &mut url);
+        url.push('&');
+    }
+    url.push_str(match vsn {
+        Vsn::V1 => "vsn=1.0.0",
+        Vsn::V2 => "vsn=2.0.0",
+    });
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_push_carries_join_ref() {
+        let f = encode_push(
+            Vsn::V1,
+            Some("6"),
+            Some("7"),
+            "realtime:r",
+            "broadcast",
+            "{}",
+        );
+        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["join_ref"], "6");
+        assert_eq!(v["ref"], "7");
+        let m = frame::decode_text(Vsn::V1, &f).unwrap();
+        assert_eq!(m.join_ref.as_deref(), Some("6"));
+    }
+
+    #[test]
+    fn v2_heartbeat_matches_realtime_js() {
+        assert_eq!(
+            encode_push(Vsn::V2, None, Some("10"), "phoenix", "heartbeat", "{}"),
+            r#"[null,"10","phoenix","heartbeat",{}]"#
+        );
+    }
+
+    #[test]
+    fn kind4_round_trips_with_the_server_encoder() {
+        let p = Payload::json(r#"{"a":"b"}"#).unwrap();
+        let f = frame::encode_user_broadcast("top", "user-event", Some(r#"{"replayed":true}"#), &p)
+            .unwrap();
+        let b = decode_server_binary(&f).unwrap();
+        assert_eq!(
+            (b.topic.as_str(), b.user_event.as_str()),
+            ("top", "user-event")
+        );
+        assert_eq!(b.metadata.unwrap().get(), r#"{"replayed":true}"#);
+        assert_eq!(b.payload, p);
+    }
+
+    #[test]
+    fn bad_binary_is_an_error_not_a_panic() {
+        for f in [
+            &[][..],
+            &[4],
+            &[4, 200, 0, 0, 1],
+            &[2, 0, 0, 0, 1],
+            &[4, 0, 0, 0, 9],
+            &[4, 1, 0, 0, 1, 0xff],
+        ] {
+            assert!(decode_server_binary(f).is_err(), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn urls_like_realtime_js() {
+        let params = vec![("log_level".to_owned(), "info".to_owned())];
+        assert_eq!(
+            socket_url("ws://127.0.0.1:4000/socket", Some("KEY"), &params, Vsn::V2).unwrap(),
+            "ws://127.0.0.1:4000/socket/websocket?apikey=KEY&log_level=info&vsn=2.0.0"
+        );
+        assert_eq!(
+            socket_url("https://abc.supabase.co/realtime/v1/", None, &[], Vsn::V1).unwrap(),
+            "wss://abc.supabase.co/realtime/v1/websocket?vsn=1.0.0"
+        );
+        assert_eq!(
+            socket_url("ws://h/socket/websocket?x=1", Some("a b&"), &[], Vsn::V2).unwrap(),
+            "ws://h/socket/websocket?x=1&apikey=a%20b%26&vsn=2.0.0"
+        );
+        assert!(socket_url("ftp://h", None, &[], Vsn::V2).is_err());
+        assert!(socket_url("ws://", None, &[], Vsn::V2).is_err());
+    }
+}
