@@ -729,20 +729,22 @@ impl Connection {
             .collect();
         let presence_enabled =
             c.opts.presence_enabled || c.bound(|b| matches!(b, Binding::Presence { .. }));
-        let mut root = Map::new();
-        root.insert(
-            "config".into(),
-            serde_json::json!({
-                "broadcast": {"ack": c.opts.broadcast_ack, "self": c.opts.broadcast_self},
-                "presence": {"key": c.opts.presence_key, "enabled": presence_enabled},
-                "postgres_changes": pg,
-                "private": c.opts.private,
-            }),
+        // Written by hand to keep realtime-js's key order.
+        let mut p = format!(
+            r#"{{"config":{{"broadcast":{{"ack":{},"self":{}}},"presence":{{"key":{},"enabled":{}}},"postgres_changes":{},"private":{}}}"#,
+            c.opts.broadcast_ack,
+            c.opts.broadcast_self,
+            json_str(&c.opts.presence_key),
+            presence_enabled,
+            Value::Array(pg),
+            c.opts.private,
         );
         if let Some(t) = c.token.as_ref().or(self.access_token.as_ref()) {
-            root.insert("access_token".into(), Value::from(t.as_str()));
+            p.push_str(r#","access_token":"#);
+            p.push_str(&json_str(t));
         }
-        Value::Object(root).to_string()
+        p.push('}');
+        p
     }
 
     fn send_join(&mut self, id: ChannelId, now: Instant) {

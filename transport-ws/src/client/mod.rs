@@ -52,6 +52,9 @@ mod store;
 mod types;
 mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::pin::Pin;

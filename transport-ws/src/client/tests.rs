@@ -1,0 +1,889 @@
+//! The state machine's timing and wire rules, with injected time: no
+//! sockets, no sleeping.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::*;
+
+const S: Duration = Duration::from_secs(1);
+
+struct H {
+    c: Connection,
+    now: Instant,
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+impl H {
+    fn new(cfg: ConnectionConfig) -> Self {
+        Self {
+            c: Connection::new(cfg),
+            now: Instant::now(),
+        }
+    }
+
+    /// Connected and open, outputs drained.
+    fn open(cfg: ConnectionConfig) -> Self {
+        let mut h = Self::new(cfg);
+        h.c.connect(h.now);
+        h.c.handle_open(h.now);
+        h.drain();
+        h
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.c.poll_output()).collect()
+    }
+
+    /// Fires every deadline up to `now + d`, in order, collecting outputs.
+    fn advance(&mut self, d: Duration) -> Vec<Output> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        while let Some(t) = self.c.poll_timeout().filter(|t| *t <= end) {
+            self.now = self.now.max(t);
+            self.c.handle_timeout(self.now);
+            out.extend(self.drain());
+        }
+        self.now = end;
+        out
+    }
+
+    fn recv(&mut self, v: &Value) -> Vec<Output> {
+        self.c.handle_text(self.now, &v.to_string()).unwrap();
+        self.drain()
+    }
+
+    /// Opens a channel with a `broadcast *` binding and joins it.
+    fn joined(&mut self, topic: &str, opts: ChannelOptions) -> (ChannelId, String) {
+        let id = self.c.channel(topic, opts);
+        self.c.on(id, Binding::broadcast("*")).unwrap();
+        self.c.subscribe(id, self.now).unwrap();
+        let f = frames(&self.drain());
+        let jr = f.last().unwrap()[0].as_str().unwrap().to_owned();
+        let topic = normalize_topic(topic);
+        self.recv(&json!([jr, jr, topic, "phx_reply", {"status":"ok","response":{}}]));
+        (id, jr)
+    }
+}
+
+/// Every transmitted text frame, parsed.
+fn frames(out: &[Output]) -> Vec<Value> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Transmit(Frame::Text(t)) => Some(serde_json::from_str(t).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(out: &[Output]) -> Vec<Event> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn replies(out: &[Output]) -> Vec<(String, Result<(), ErrorCode>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Reply { push_ref, result } => {
+                Some((push_ref.clone(), result.clone().map_err(|e| e.code)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn by_event<'a>(f: &'a [Value], event: &str) -> Vec<&'a Value> {
+    f.iter().filter(|v| v[3] == event).collect()
+}
+
+fn quick() -> ConnectionConfig {
+    ConnectionConfig::default()
+}
+
+#[test]
+fn join_payload_defaults_match_realtime_js() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("room1", ChannelOptions::default());
+    h.c.subscribe(id, h.now).unwrap();
+    let out = h.drain();
+    let Output::Transmit(Frame::Text(t)) = &out[0] else {
+        panic!("{out:?}")
+    };
+    // The frame realtime-js sends for a default channel (reference Appendix A).
+    assert_eq!(
+        t,
+        r#"["1","1","realtime:room1","phx_join",{"config":{"broadcast":{"ack":false,"self":false},"presence":{"key":"","enabled":false},"postgres_changes":[],"private":false}}]"#
+    );
+}
+
+#[test]
+fn join_payload_carries_options_bindings_and_token() {
+    let mut cfg = quick();
+    cfg.access_token = Some("JWT".into());
+    let mut h = H::open(cfg);
+    let opts = ChannelOptions::default()
+        .broadcast_self(true)
+        .broadcast_ack(true)
+        .presence_key("u1")
+        .private(true);
+    let id = h.c.channel("realtime:room1", opts);
+    h.c.on(id, Binding::presence("sync")).unwrap();
+    h.c.on(
+        id,
+        Binding::PostgresChanges(PostgresChangesFilter::new("INSERT", "public").table("todos")),
+    )
+    .unwrap();
+    h.c.subscribe(id, h.now).unwrap();
+    let f = frames(&h.drain());
+    assert_eq!(
+        f[0][4],
+        json!({"config":{"broadcast":{"self":true,"ack":true},"presence":{"key":"u1","enabled":true},
+               "postgres_changes":[{"event":"INSERT","schema":"public","table":"todos"}],"private":true},
+               "access_token":"JWT"})
+    );
+}
+
+#[test]
+fn same_topic_same_channel_and_prefix() {
+    let mut h = H::new(quick());
+    let a = h.c.channel("room1", ChannelOptions::default());
+    let b = h.c.channel(
+        "realtime:room1",
+        ChannelOptions::default().broadcast_self(true),
+    );
+    assert_eq!(a, b);
+    assert_eq!(h.c.channels().len(), 1);
+    assert_eq!(h.c.channel_info(a).unwrap().topic, "realtime:room1");
+    assert!(!h.c.channel_info(a).unwrap().options.broadcast_self);
+}
+
+#[test]
+fn refs_come_from_one_socket_wide_counter() {
+    let mut h = H::open(quick());
+    let (a, jr_a) = h.joined("a", ChannelOptions::default());
+    let (_, jr_b) = h.joined("b", ChannelOptions::default());
+    h.c.broadcast(a, "x", "{}", h.now).unwrap();
+    let f = frames(&h.drain());
+    let refs: Vec<u64> = [&jr_a, &jr_b, f[0][1].as_str().unwrap()]
+        .iter()
+        .map(|r| r.parse().unwrap())
+        .collect();
+    assert!(refs.windows(2).all(|w| w[0] < w[1]), "{refs:?}");
+    assert_eq!(f[0][0], json!(jr_a), "pushes carry the join's ref");
+}
+
+#[test]
+fn heartbeat_every_interval_and_timeout_after_one_interval() {
+    let mut h = H::open(quick());
+    assert!(frames(&h.advance(secs(24))).is_empty());
+    let f = frames(&h.advance(S));
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (&f[0][0], &f[0][2], &f[0][3], &f[0][4]),
+        (
+            &Value::Null,
+            &json!("phoenix"),
+            &json!("heartbeat"),
+            &json!({})
+        )
+    );
+    // The reply clears it; the next goes one interval after the reply.
+    let r = f[0][1].clone();
+    h.advance(secs(3));
+    h.recv(&json!([null, r, "phoenix", "phx_reply", {"status":"ok","response":{}}]));
+    assert!(frames(&h.advance(secs(24))).is_empty());
+    let f = frames(&h.advance(S));
+    assert_eq!(f[0][3], "heartbeat");
+    // No reply within one interval: close 1000 "heartbeat timeout".
+    let out = h.advance(secs(24));
+    assert!(!out.iter().any(|o| matches!(o, Output::Close { .. })));
+    let out = h.advance(S);
+    assert!(
+        out.contains(&Output::Close {
+            code: 1000,
+            reason: "heartbeat timeout".into()
+        }),
+        "{out:?}"
+    );
+    assert_eq!(h.c.state(), ConnectionState::Closing);
+    assert!(events(&out).iter().any(|e| matches!(e,
+        Event::Connection(ConnectionEvent::Error(err)) if err.code == ErrorCode::Timeout)));
+    // The driver closes; a reconnect follows after the first backoff step.
+    h.c.handle_close(h.now, Some(1000));
+    assert!(
+        !h.advance(Duration::from_millis(999))
+            .contains(&Output::Connect)
+    );
+    assert!(
+        h.advance(Duration::from_millis(1))
+            .contains(&Output::Connect)
+    );
+}
+
+#[test]
+fn reconnect_backoff_1_2_5_10_then_10_and_reset_on_open() {
+    let mut h = H::new(quick());
+    h.c.connect(h.now);
+    h.drain();
+    let mut gaps = Vec::new();
+    for _ in 0..6 {
+        h.c.handle_connect_error(h.now, Error::new(ErrorCode::Io, "refused"));
+        h.drain();
+        let start = h.now;
+        let waited = loop {
+            let t = h.c.poll_timeout().unwrap();
+            if h.advance(t - h.now).contains(&Output::Connect) {
+                break t - start;
+            }
+        };
+        gaps.push(waited.as_secs());
+    }
+    assert_eq!(gaps, [1, 2, 5, 10, 10, 10]);
+    h.c.handle_open(h.now);
+    h.c.handle_close(h.now, Some(1006));
+    assert_eq!(h.c.poll_timeout(), Some(h.now + S), "tries reset on open");
+}
+
+#[test]
+fn configured_backoff_function_is_used() {
+    let mut cfg = quick();
+    cfg.reconnect_after = Arc::new(|tries| Duration::from_millis(100 * u64::from(tries)));
+    let mut h = H::open(cfg);
+    h.c.handle_close(h.now, Some(1006));
+    h.drain();
+    assert_eq!(h.c.poll_timeout(), Some(h.now + Duration::from_millis(100)));
+}
+
+#[test]
+fn disconnect_stops_reconnecting() {
+    let mut h = H::open(quick());
+    h.c.disconnect(h.now);
+    assert!(h.drain().contains(&Output::Close {
+        code: 1000,
+        reason: "client disconnect".into()
+    }));
+    h.c.handle_close(h.now, Some(1000));
+    assert!(!h.advance(secs(60)).contains(&Output::Connect));
+    h.c.connect(h.now);
+    assert!(h.drain().contains(&Output::Connect));
+}
+
+#[test]
+fn state_change_events_in_order() {
+    let mut h = H::new(quick());
+    let mut seen = Vec::new();
+    let mut note = |out: Vec<Output>| {
+        for e in events(&out) {
+            if let Event::Connection(ConnectionEvent::StateChange { old, new }) = e {
+                seen.push((old.as_str(), new.as_str()));
+            }
+        }
+    };
+    h.c.connect(h.now);
+    note(h.drain());
+    h.c.handle_open(h.now);
+    note(h.drain());
+    h.c.disconnect(h.now);
+    note(h.drain());
+    h.c.handle_close(h.now, Some(1000));
+    note(h.drain());
+    assert_eq!(
+        seen,
+        [
+            ("closed", "connecting"),
+            ("connecting", "open"),
+            ("open", "closing"),
+            ("closing", "closed")
+        ]
+    );
+}
+
+#[test]
+fn send_buffer_keeps_the_last_100_and_flushes_them_in_order_on_open() {
+    let mut h = H::new(quick());
+    for i in 0..105 {
+        h.c.push_raw("realtime:x", "msg", &format!(r#"{{"i":{i}}}"#), h.now)
+            .unwrap();
+    }
+    assert!(
+        frames(&h.drain()).is_empty(),
+        "nothing goes out while closed"
+    );
+    h.c.connect(h.now);
+    h.c.handle_open(h.now);
+    let f = frames(&h.drain());
+    let is: Vec<i64> = f.iter().map(|v| v[4]["i"].as_i64().unwrap()).collect();
+    assert_eq!(is, (5..105).collect::<Vec<_>>());
+}
+
+#[test]
+fn push_buffer_until_joined_keeps_the_last_100_with_the_new_join_ref() {
+    let mut h = H::new(quick());
+    let id =
+        h.c.channel("room", ChannelOptions::default().broadcast_ack(true));
+    h.c.subscribe(id, h.now).unwrap();
+    let first =
+        h.c.broadcast_with_ack(id, "e", r#"{"i":0}"#, h.now)
+            .unwrap();
+    for i in 1..105 {
+        h.c.broadcast(id, "e", &format!(r#"{{"i":{i}}}"#), h.now)
+            .unwrap();
+    }
+    // The oldest (acked) push was dropped and says so.
+    assert_eq!(replies(&h.drain()), [(first, Err(ErrorCode::Overflow))]);
+    h.c.connect(h.now);
+    h.c.handle_open(h.now);
+    let f = frames(&h.drain());
+    assert_eq!(f.len(), 1, "only the join until it is accepted: {f:?}");
+    let jr = f[0][0].clone();
+    let out = h.recv(&json!([jr, jr, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    let f = frames(&out);
+    let is: Vec<i64> = f
+        .iter()
+        .map(|v| v[4]["payload"]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(is, (5..105).collect::<Vec<_>>(), "the last 100, in order");
+    assert!(
+        f.iter().all(|v| v[0] == jr),
+        "sent under the join made after the socket opened"
+    );
+}
+
+#[test]
+fn push_buffer_flushes_in_order_on_join_ok() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("room", ChannelOptions::default());
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    for i in 0..105 {
+        h.c.broadcast(id, "e", &format!(r#"{{"i":{i}}}"#), h.now)
+            .unwrap();
+    }
+    assert!(frames(&h.drain()).is_empty());
+    let out = h.recv(&json!([jr, jr, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    let f = frames(&out);
+    let is: Vec<i64> = f
+        .iter()
+        .map(|v| v[4]["payload"]["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(is, (5..105).collect::<Vec<_>>());
+    assert!(f.iter().all(|v| v[0] == jr
+        && v[3] == "broadcast"
+        && v[4]["type"] == "broadcast"
+        && v[4]["event"] == "e"));
+}
+
+#[test]
+fn buffered_push_expires_after_the_push_timeout_and_is_never_sent() {
+    let mut h = H::open(quick());
+    let id =
+        h.c.channel("room", ChannelOptions::default().broadcast_ack(true));
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    let r = h.c.broadcast_with_ack(id, "e", "{}", h.now).unwrap();
+    let out = h.advance(secs(10));
+    assert!(
+        replies(&out).contains(&(r, Err(ErrorCode::Timeout))),
+        "{out:?}"
+    );
+    // The join timed out too at 10 s; a late ok for the old join is stale.
+    let out = h.recv(&json!([jr, jr, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    assert!(by_event(&frames(&out), "broadcast").is_empty());
+}
+
+#[test]
+fn ack_is_correlated_by_the_push_ref_and_times_out() {
+    let mut h = H::open(quick());
+    let (id, jr) = h.joined("room", ChannelOptions::default().broadcast_ack(true));
+    let a = h.c.broadcast_with_ack(id, "e", "{}", h.now).unwrap();
+    let b = h.c.broadcast_with_ack(id, "e", "{}", h.now).unwrap();
+    let f = frames(&h.drain());
+    assert_eq!(
+        (f[0][1].as_str().unwrap(), f[1][1].as_str().unwrap()),
+        (a.as_str(), b.as_str())
+    );
+    let out = h.recv(&json!([jr, b, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    assert_eq!(replies(&out), [(b.clone(), Ok(()))]);
+    assert!(replies(&h.advance(secs(9))).is_empty());
+    assert_eq!(replies(&h.advance(S)), [(a, Err(ErrorCode::Timeout))]);
+    // Without broadcast.ack there is no ack to wait for.
+    let (plain, _) = h.joined("plain", ChannelOptions::default());
+    assert_eq!(
+        h.c.broadcast_with_ack(plain, "e", "{}", h.now)
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidInput
+    );
+}
+
+#[test]
+fn error_reply_rejects_the_push() {
+    let mut h = H::open(quick());
+    let (id, jr) = h.joined("room", ChannelOptions::default());
+    let r = h.c.track(id, r#"{"a":1}"#, h.now).unwrap();
+    let f = frames(&h.drain());
+    assert_eq!(
+        f[0][4],
+        json!({"type":"presence","event":"track","payload":{"a":1}})
+    );
+    let out = h.recv(&json!([jr, r, "realtime:room", "phx_reply",
+        {"status":"error","response":{"reason":"Presence track payload must be a map"}}]));
+    assert_eq!(replies(&out), [(r, Err(ErrorCode::Rejected))]);
+}
+
+#[test]
+fn reconnect_rejoins_every_channel_with_a_new_join_ref() {
+    let mut h = H::open(quick());
+    let (a, jr_a) = h.joined("a", ChannelOptions::default());
+    let (_, jr_b) = h.joined("b", ChannelOptions::default());
+    h.c.handle_close(h.now, Some(1006));
+    let out = h.drain();
+    assert_eq!(h.c.channel_info(a).unwrap().state, ChannelState::Errored);
+    assert!(events(&out).iter().any(|e| matches!(e, Event::Channel { change: ChannelEvent::Error(err), .. } if err.code == ErrorCode::Closed)));
+    assert!(h.advance(S).contains(&Output::Connect));
+    h.c.handle_open(h.now);
+    let joins = frames(&h.drain());
+    assert_eq!(joins.len(), 2);
+    for (j, old) in joins.iter().zip([&jr_a, &jr_b]) {
+        assert_eq!(j[3], "phx_join");
+        assert_eq!(j[0], j[1], "join_ref == ref");
+        assert_ne!(j[0], json!(old), "a new join_ref");
+    }
+}
+
+#[test]
+fn join_error_rejoins_with_backoff_1_2_5_10_and_reset_on_ok() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("room", ChannelOptions::default());
+    h.c.subscribe(id, h.now).unwrap();
+    let mut jr = frames(&h.drain())[0][0].clone();
+    let mut gaps = Vec::new();
+    for _ in 0..5 {
+        let out = h.recv(&json!([jr, jr, "realtime:room", "phx_reply",
+            {"status":"error","response":{"reason":"RealtimeRestarting: Realtime is restarting, please standby"}}]));
+        assert!(events(&out).iter().any(|e| matches!(e, Event::Channel { change: ChannelEvent::Error(err), .. } if err.code == ErrorCode::JoinRejected)));
+        let start = h.now;
+        let join = loop {
+            let t = h.c.poll_timeout().unwrap();
+            let f = frames(&h.advance(t - h.now));
+            if let Some(j) = by_event(&f, "phx_join").first() {
+                break (*j).clone();
+            }
+        };
+        gaps.push((h.now - start).as_secs());
+        assert_ne!(join[0], jr, "a new join_ref");
+        let join = [join];
+        jr = join[0][0].clone();
+    }
+    assert_eq!(gaps, [1, 2, 5, 10, 10]);
+    h.recv(&json!([jr, jr, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Joined);
+    h.recv(&json!([jr, jr, "realtime:room", "phx_error", {"reason":"channel_crash"}]));
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Errored);
+    assert_eq!(
+        h.c.poll_timeout(),
+        Some(h.now + S),
+        "rejoin tries reset on join ok"
+    );
+}
+
+#[test]
+fn unauthorized_join_error_has_its_own_code() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("room", ChannelOptions::default());
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    let out = h.recv(&json!([jr, jr, "realtime:room", "phx_reply",
+        {"status":"error","response":{"reason":"Unauthorized: You do not have permissions to read from this Channel topic: room"}}]));
+    let err = events(&out)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Channel {
+                change: ChannelEvent::Error(err),
+                ..
+            } => Some(err),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(err.code, ErrorCode::Unauthorized);
+    assert!(
+        err.to_string()
+            .starts_with("unauthorized: Unauthorized: You do not have"),
+        "{err}"
+    );
+    assert_eq!(err.context("topic"), Some("realtime:room"));
+}
+
+#[test]
+fn join_timeout_leaves_errors_and_rejoins() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("room", ChannelOptions::default());
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    // Heartbeats are answered so only the join times out.
+    let out = h.advance(secs(10));
+    let f = frames(&out);
+    let leave = by_event(&f, "phx_leave");
+    assert_eq!(leave.len(), 1);
+    assert_eq!(leave[0][0], jr);
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Errored);
+    let f = frames(&h.advance(S));
+    assert_eq!(by_event(&f, "phx_join").len(), 1);
+}
+
+#[test]
+fn stale_join_ref_messages_are_dropped() {
+    let mut h = H::open(quick());
+    let (id, old) = h.joined("room", ChannelOptions::default());
+    h.c.handle_close(h.now, Some(1006));
+    h.advance(S);
+    h.c.handle_open(h.now);
+    let jr = frames(&h.drain())[0][0].clone();
+    h.recv(&json!([jr, jr, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    // A broadcast pushed under the old join, and a phx_close for it: ignored.
+    let out = h.recv(&json!([old, null, "realtime:room", "broadcast", {"type":"broadcast","event":"e","payload":{}}]));
+    assert!(events(&out).is_empty());
+    h.recv(&json!([old, old, "realtime:room", "phx_close", {}]));
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Joined);
+    // V1 servers send no join_ref; a phx_close whose ref is not this join's is ignored too.
+    h.recv(&json!([null, "999", "realtime:room", "phx_close", {}]));
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Joined);
+    // null join_ref (fan-out broadcasts) always passes.
+    let out = h.recv(&json!([null, null, "realtime:room", "broadcast", {"type":"broadcast","event":"e","payload":{"x":1}}]));
+    assert_eq!(events(&out).len(), 1);
+}
+
+#[test]
+fn server_phx_close_closes_without_rejoin() {
+    let mut h = H::open(quick());
+    let (id, jr) = h.joined("room", ChannelOptions::default().broadcast_ack(true));
+    let r = h.c.broadcast_with_ack(id, "e", "{}", h.now).unwrap();
+    h.drain();
+    let out = h.recv(&json!([jr, jr, "realtime:room", "phx_close", {}]));
+    assert_eq!(replies(&out), [(r, Err(ErrorCode::Closed))]);
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Closed);
+    let f = frames(&h.advance(secs(120)));
+    assert!(by_event(&f, "phx_join").is_empty(), "{f:?}");
+    // Nor on reconnect.
+    h.c.handle_close(h.now, Some(1006));
+    h.advance(S);
+    h.c.handle_open(h.now);
+    assert!(by_event(&frames(&h.drain()), "phx_join").is_empty());
+    assert_eq!(
+        h.c.broadcast(id, "e", "{}", h.now).unwrap_err().code,
+        ErrorCode::Closed
+    );
+}
+
+#[test]
+fn broadcast_matching_is_wildcard_or_case_insensitive() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("room", ChannelOptions::default());
+    h.c.on(id, Binding::broadcast("cursor")).unwrap();
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    h.recv(&json!([jr, jr, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    let b = |e: &str| json!([null, null, "realtime:room", "broadcast", {"type":"broadcast","event":e,"payload":{"x":1},"meta":{"id":"u"}}]);
+    let out = h.recv(&b("Cursor"));
+    assert_eq!(
+        events(&out),
+        [Event::Broadcast {
+            topic: "realtime:room".into(),
+            event: "Cursor".into(),
+            payload: BroadcastPayload::Json(json!({"x":1})),
+            meta: Some(json!({"id":"u"})),
+        }]
+    );
+    assert!(events(&h.recv(&b("other"))).is_empty());
+    // Binary kind 4 (what a Supabase server relays from realtime-js's kind 3).
+    let p = crate::frame::Payload::json(r#"{"y":2}"#).unwrap();
+    let f = crate::frame::encode_user_broadcast("realtime:room", "CURSOR", None, &p).unwrap();
+    h.c.handle_binary(h.now, &f).unwrap();
+    let ev = events(&h.drain());
+    assert!(
+        matches!(&ev[..], [Event::Broadcast { event, payload: BroadcastPayload::Json(p), .. }] if event == "CURSOR" && p["y"] == 2)
+    );
+}
+
+#[test]
+fn unbound_kinds_are_not_delivered() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("room", ChannelOptions::default());
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    h.recv(&json!([jr, jr, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    let out = h.recv(&json!([null, null, "realtime:room", "broadcast", {"type":"broadcast","event":"e","payload":{}}]));
+    assert!(events(&out).is_empty());
+    let out = h.recv(&json!([jr, null, "realtime:room", "system", {"extension":"system","status":"ok","message":"m","channel":"room"}]));
+    assert!(events(&out).is_empty());
+    h.c.on(id, Binding::System).unwrap();
+    let out = h.recv(&json!([jr, null, "realtime:room", "system", {"extension":"system","status":"ok","message":"m","channel":"room"}]));
+    assert!(
+        matches!(&events(&out)[..], [Event::System { payload, .. }] if payload["message"] == "m")
+    );
+}
+
+#[test]
+fn presence_uses_the_phoenix_merge_with_join_leave_sync() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("room", ChannelOptions::default());
+    h.c.on(id, Binding::presence("*")).unwrap();
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    h.recv(&json!([jr, jr, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    // A diff before the state waits for it (phoenix.js pendingDiffs).
+    let out = h.recv(&json!([null, null, "realtime:room", "presence_diff",
+        {"joins":{"u2":{"metas":[{"phx_ref":"BBB","name":"bob"}]}},"leaves":{}}]));
+    assert!(events(&out).is_empty());
+    let out = h.recv(&json!([jr, null, "realtime:room", "presence_state",
+        {"u1":{"metas":[{"phx_ref":"AAA","name":"alice"}]}}]));
+    let changes: Vec<PresenceChange> = events(&out)
+        .into_iter()
+        .map(|e| match e {
+            Event::Presence { change, .. } => change,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let alice = json!({"name":"alice","presence_ref":"AAA"});
+    let bob = json!({"name":"bob","presence_ref":"BBB"});
+    assert_eq!(
+        changes,
+        [
+            PresenceChange::Join {
+                key: "u1".into(),
+                current: vec![],
+                joined: vec![alice.clone()]
+            },
+            PresenceChange::Join {
+                key: "u2".into(),
+                current: vec![],
+                joined: vec![bob.clone()]
+            },
+            PresenceChange::Sync(
+                [
+                    ("u1".to_owned(), vec![alice.clone()]),
+                    ("u2".to_owned(), vec![bob.clone()])
+                ]
+                .into()
+            ),
+        ]
+    );
+    let out = h.recv(&json!([null, null, "realtime:room", "presence_diff",
+        {"joins":{},"leaves":{"u2":{"metas":[{"phx_ref":"BBB","name":"bob"}]}}}]));
+    assert!(
+        matches!(&events(&out)[0], Event::Presence { change: PresenceChange::Leave { key, current, left }, .. }
+        if key == "u2" && current.is_empty() && left == &vec![bob.clone()])
+    );
+    assert_eq!(
+        h.c.presence_state(id).unwrap(),
+        [("u1".to_owned(), vec![alice])].into()
+    );
+    // The join asked for presence because of the binding.
+    let id2 = h.c.channel("other", ChannelOptions::default());
+    h.c.on(id2, Binding::presence("sync")).unwrap();
+    h.c.subscribe(id2, h.now).unwrap();
+    assert_eq!(
+        frames(&h.drain())[0][4]["config"]["presence"]["enabled"],
+        true
+    );
+}
+
+#[test]
+fn track_and_untrack_frames() {
+    let mut h = H::open(quick());
+    let (id, jr) = h.joined("room", ChannelOptions::default().presence_key("u1"));
+    h.c.track(id, r#"{"online_at":"now"}"#, h.now).unwrap();
+    h.c.untrack(id, h.now).unwrap();
+    let f = frames(&h.drain());
+    assert_eq!((&f[0][0], &f[0][3]), (&json!(jr), &json!("presence")));
+    assert_eq!(
+        f[0][4],
+        json!({"type":"presence","event":"track","payload":{"online_at":"now"}})
+    );
+    assert_eq!(f[1][4], json!({"type":"presence","event":"untrack"}));
+}
+
+#[test]
+fn set_auth_pushes_access_token_to_joined_channels_and_into_joins() {
+    let mut h = H::open(quick());
+    let (_, jr) = h.joined("a", ChannelOptions::default());
+    let waiting = h.c.channel("b", ChannelOptions::default());
+    h.c.subscribe(waiting, h.now).unwrap();
+    h.drain();
+    h.c.set_auth(Some("T1".into()), h.now);
+    let f = frames(&h.drain());
+    assert_eq!(f.len(), 1, "only the joined channel gets a push: {f:?}");
+    assert_eq!(
+        (&f[0][0], &f[0][2], &f[0][3], &f[0][4]),
+        (
+            &json!(jr),
+            &json!("realtime:a"),
+            &json!("access_token"),
+            &json!({"access_token":"T1"})
+        )
+    );
+    h.c.set_auth(Some("T1".into()), h.now);
+    assert!(
+        frames(&h.drain()).is_empty(),
+        "an unchanged token is not pushed again"
+    );
+    // Joins after it carry it; a channel's own token wins for that channel.
+    let c = h.c.channel("c", ChannelOptions::default());
+    h.c.set_channel_auth(c, "T-C", h.now).unwrap();
+    h.c.subscribe(c, h.now).unwrap();
+    assert_eq!(frames(&h.drain())[0][4]["access_token"], "T-C");
+    let d = h.c.channel("d", ChannelOptions::default());
+    h.c.subscribe(d, h.now).unwrap();
+    assert_eq!(frames(&h.drain())[0][4]["access_token"], "T1");
+}
+
+#[test]
+fn unsubscribe_leaves_and_fails_waiting_pushes() {
+    let mut h = H::open(quick());
+    let (id, jr) = h.joined("room", ChannelOptions::default().broadcast_ack(true));
+    let r = h.c.broadcast_with_ack(id, "e", "{}", h.now).unwrap();
+    h.drain();
+    h.c.unsubscribe(id, h.now).unwrap();
+    let out = h.drain();
+    let f = frames(&out);
+    assert_eq!(
+        (&f[0][0], &f[0][3], &f[0][4]),
+        (&json!(jr), &json!("phx_leave"), &json!({}))
+    );
+    assert_eq!(replies(&out), [(r, Err(ErrorCode::Closed))]);
+    assert!(h.c.channel_id("room").is_none());
+    let mut store = Vec::new();
+    while let Some(u) = h.c.poll_store_update() {
+        store.push(u);
+    }
+    assert_eq!(
+        store.last(),
+        Some(&StoreUpdate::Remove("realtime:room".into()))
+    );
+    assert_eq!(
+        h.c.subscribe(id, h.now).unwrap_err().code,
+        ErrorCode::Closed
+    );
+}
+
+#[test]
+fn postgres_changes_match_server_ids_and_event() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("db", ChannelOptions::default());
+    h.c.on(
+        id,
+        Binding::PostgresChanges(PostgresChangesFilter::new("INSERT", "public").table("todos")),
+    )
+    .unwrap();
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    h.recv(
+        &json!([jr, jr, "realtime:db", "phx_reply", {"status":"ok","response":{"postgres_changes":[
+        {"event":"INSERT","schema":"public","table":"todos","id":12_345_678}]}}]),
+    );
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Joined);
+    let change = |ids: Value, ty: &str| {
+        json!([null, null, "realtime:db", "postgres_changes",
+        {"ids":ids,"data":{"schema":"public","table":"todos","type":ty,"record":{"id":7}}}])
+    };
+    let ev = events(&h.recv(&change(json!([12_345_678]), "INSERT")));
+    assert!(
+        matches!(&ev[..], [Event::PostgresChanges { kind: ChangeKind::Insert, payload, .. }] if payload["record"]["id"] == 7)
+    );
+    assert!(events(&h.recv(&change(json!([1]), "INSERT"))).is_empty());
+    assert!(events(&h.recv(&change(json!([12_345_678]), "DELETE"))).is_empty());
+}
+
+#[test]
+fn postgres_binding_mismatch_is_an_error() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("db", ChannelOptions::default());
+    h.c.on(
+        id,
+        Binding::PostgresChanges(PostgresChangesFilter::new("INSERT", "public")),
+    )
+    .unwrap();
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    let out = h.recv(&json!([jr, jr, "realtime:db", "phx_reply", {"status":"ok","response":{"postgres_changes":[]}}]));
+    assert!(events(&out).iter().any(|e| matches!(e, Event::Channel { change: ChannelEvent::Error(err), .. } if err.code == ErrorCode::Protocol)));
+    assert!(h.c.channel_id("db").is_none());
+}
+
+#[test]
+fn v1_frames_are_objects_with_join_ref() {
+    let mut cfg = quick();
+    cfg.vsn = Vsn::V1;
+    let mut h = H::open(cfg);
+    let id = h.c.channel("room", ChannelOptions::default());
+    h.c.subscribe(id, h.now).unwrap();
+    let f = frames(&h.drain());
+    assert_eq!(
+        (
+            &f[0]["topic"],
+            &f[0]["event"],
+            &f[0]["ref"],
+            &f[0]["join_ref"]
+        ),
+        (
+            &json!("realtime:room"),
+            &json!("phx_join"),
+            &json!("1"),
+            &json!("1")
+        )
+    );
+    // A V1 server reply (no join_ref) joins it.
+    h.recv(&json!({"topic":"realtime:room","event":"phx_reply","ref":"1","payload":{"status":"ok","response":{}}}));
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Joined);
+    assert!(
+        h.c.handle_binary(h.now, &[4, 0, 0, 0, 1]).is_err(),
+        "no binary on V1"
+    );
+}
+
+#[test]
+fn bad_input_is_an_error_never_a_panic() {
+    let mut h = H::open(quick());
+    let (id, _) = h.joined("room", ChannelOptions::default());
+    for t in [
+        "",
+        "nope",
+        "[]",
+        "[1,2,3,4,5]",
+        "{}",
+        r#"[null,null,"realtime:room","broadcast",7]"#,
+        r#"[null,null,"realtime:room","presence_state",[1]]"#,
+        r#"[null,null,"realtime:room","presence_diff",{"joins":5}]"#,
+        r#"[null,null,"realtime:room","postgres_changes",{"ids":"x","data":{"type":"INSERT"}}]"#,
+        r#"["x","y","realtime:room","phx_reply",null]"#,
+        r#"[null,null,"phoenix","phx_reply",null]"#,
+    ] {
+        let _ = h.c.handle_text(h.now, t);
+    }
+    for b in [
+        &[][..],
+        &[4, 255, 255, 255, 1],
+        &[0, 1, 2, 3],
+        &[4, 13, 0, 0, 7, b'r'],
+    ] {
+        assert!(h.c.handle_binary(h.now, b).is_err());
+    }
+    assert_eq!(
+        h.c.broadcast(id, "e", "{not json", h.now).unwrap_err().code,
+        ErrorCode::InvalidInput
+    );
+    assert_eq!(
+        h.c.on(id, Binding::presence("bogus")).unwrap_err().code,
+        ErrorCode::InvalidInput
+    );
+    h.drain();
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Joined);
+}
