@@ -197,6 +197,8 @@ struct Chan {
     pg_ids: Vec<Option<Value>>,
     buffer: VecDeque<Buffered>,
     token: Option<String>,
+    /// The token the last join carried.
+    join_token: Option<String>,
     presence: ClientPresence,
     presence_join_ref: Option<String>,
     pending_diffs: VecDeque<Diff>,
@@ -756,6 +758,7 @@ impl Connection {
         c.join_ref = Some(jr.clone());
         c.join_deadline = Some(now + timeout);
         c.rejoin_at = None;
+        c.join_token = c.token.clone().or_else(|| self.access_token.clone());
         let c = &self.chans[&id];
         let payload = self.join_payload(c);
         let f = wire::encode_push(
@@ -794,6 +797,7 @@ impl Connection {
             pg_ids: Vec::new(),
             buffer: VecDeque::new(),
             token: None,
+            join_token: None,
             presence: ClientPresence::default(),
             presence_join_ref: None,
             pending_diffs: VecDeque::new(),
@@ -1389,7 +1393,26 @@ impl Connection {
         let jr = c.join_ref.clone();
         let topic = c.topic.clone();
         let flushed: Vec<Buffered> = c.buffer.drain(..).collect();
+        // The token changed while the join was in flight: push the new one.
+        let token = c.token.clone().or_else(|| self.access_token.clone());
+        let stale_token = token.is_some() && token != c.join_token;
         self.set_chan_state(id, ChannelState::Joined);
+        if let Some(t) = token.filter(|_| stale_token && open) {
+            let r = self.make_ref();
+            let payload = format!(r#"{{"access_token":{}}}"#, json_str(&t));
+            let f = wire::encode_push(
+                vsn,
+                jr.as_deref(),
+                Some(&r),
+                &topic,
+                "access_token",
+                &payload,
+            );
+            self.out.push_back(Output::Transmit(Frame::Text(f)));
+            if let Some(c) = self.chans.get_mut(&id) {
+                c.join_token = Some(t);
+            }
+        }
         for b in flushed {
             if !open {
                 break;

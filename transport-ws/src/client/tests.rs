@@ -887,3 +887,26 @@ fn bad_input_is_an_error_never_a_panic() {
     h.drain();
     assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Joined);
 }
+
+#[test]
+fn a_token_set_while_joining_is_pushed_once_joined() {
+    let mut h = H::open(quick());
+    let id = h.c.channel("a", ChannelOptions::default());
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    h.c.set_auth(Some("T2".into()), h.now);
+    assert!(frames(&h.drain()).is_empty(), "not joined yet");
+    let f =
+        frames(&h.recv(&json!([jr, jr, "realtime:a", "phx_reply", {"status":"ok","response":{}}])));
+    assert_eq!(
+        (&f[0][0], &f[0][3], &f[0][4]),
+        (&jr, &json!("access_token"), &json!({"access_token":"T2"}))
+    );
+    // A join that already carried the token gets no push.
+    let b = h.c.channel("b", ChannelOptions::default());
+    h.c.subscribe(b, h.now).unwrap();
+    let jr = frames(&h.drain())[0][0].clone();
+    let f =
+        frames(&h.recv(&json!([jr, jr, "realtime:b", "phx_reply", {"status":"ok","response":{}}])));
+    assert!(f.is_empty(), "{f:?}");
+}
