@@ -1,14 +1,14 @@
 //! The Rust realtime client: what the Elixir `supabase_realtime` client
 //! gives Elixir programs, with realtime-js's wire behaviour (SPEC §9).
 //!
-//! * [`Client`] / [`ClientConfig`]: one socket, its channels, a [`Store`]
-//!   of their states, events through a [`HandleEvent`] callback or an
-//!   [`Events`] stream.
-//! * [`Connection`]: the sans-IO state machine under it (frames and `now`
+//! * [`Client`](crate::client::Client) / [`ClientConfig`](crate::client::ClientConfig): one socket, its channels, a [`Store`](crate::client::Store)
+//!   of their states, events through a [`HandleEvent`](crate::client::HandleEvent) callback or an
+//!   [`Events`](crate::client::Events) stream.
+//! * [`Connection`](crate::client::Connection): the sans-IO state machine under it (frames and `now`
 //!   in; frames, events, connect/close requests and the next deadline out).
 //!   Every timing rule is there, tested with injected time.
-//! * [`Driver`]: runs a `Connection` over a non-blocking `tungstenite`
-//!   client on async-io; [`Spawn`] lets any executor poll it (smol's by
+//! * [`Driver`](crate::client::Driver): runs a `Connection` over a non-blocking `tungstenite`
+//!   client on async-io; [`Spawn`](crate::client::Spawn) lets any executor poll it (smol's by
 //!   default).
 //!
 //! Behaviour, briefly: states `connecting | open | closing | closed` with
