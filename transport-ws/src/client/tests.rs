@@ -910,3 +910,20 @@ fn a_token_set_while_joining_is_pushed_once_joined() {
         frames(&h.recv(&json!([jr, jr, "realtime:b", "phx_reply", {"status":"ok","response":{}}])));
     assert!(f.is_empty(), "{f:?}");
 }
+
+#[test]
+fn handles_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Client>();
+    send_sync::<Store>();
+    send_sync::<Events>();
+    send_sync::<AckRef>();
+    send_sync::<Error>();
+    send::<Driver>();
+    send::<Connection>();
+    let (client, driver) = Client::new(ClientConfig::new("ws://127.0.0.1:1/socket")).unwrap();
+    let run = driver.run();
+    let _: &dyn Send = &run;
+    drop(client);
+}
