@@ -116,4 +116,9 @@ fn main() {
         };
         println!("{reply}");
     }
+    // stdin closed: shut down like a deploy would, so every socket is
+    // closed with 1012 (reconnect) before the process exits.
+    handle.shutdown();
+    server.stop();
+    std::thread::sleep(std::time::Duration::from_millis(200));
 }
