@@ -328,12 +328,9 @@ describe('HTTP upgrade refusals and shutdown', () => {
     assert.equal(r2.status, 401)
   })
 
-  // The server closes sockets with 1012 from `HubHandle::shutdown`, but
-  // the interop binary's main() just returns at stdin EOF without calling
-  // it: the TCP connections die with the process and clients see 1006.
-  test('shutdown (stdin EOF) closes open sockets with 1012', {
-    todo: 'server bug: examples/interop.rs exits at stdin EOF without HubHandle::shutdown(); sockets end with 1006, no close frame',
-  }, async () => {
+  // The interop binary shuts the hub down at stdin EOF, as a deploy would:
+  // every socket gets a 1012 close frame (clients reconnect).
+  test('shutdown (stdin EOF) closes open sockets with 1012', async () => {
     const own = await startServer()
     try {
       const s = await rawSocket(`ws://127.0.0.1:${own.port}/socket/websocket?${V2}`)
