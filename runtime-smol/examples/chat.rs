@@ -1,5 +1,15 @@
 //! The chat example: rooms, messages, a "who's here" counter, per-user
-//! toasts from a background job, leave and kick — over SSE.
+//! toasts from a background job, leave and kick — over SSE + POST, or over
+//! the Phoenix WebSocket when the page URL has `?transport=ws` (same page,
+//! same server; the browser client picks the transport).
+//!
+//! The lobby (`/lobby`) is the channel `{:realtime, "lobby"}`, so Supabase
+//! clients joined to `realtime:lobby` on `ws://<host>/socket` share the room
+//! with the pages: a message typed on a page reaches them as a broadcast
+//! event `message` with payload `{"from", "text"}`, and a realtime-js
+//! `send({type: "broadcast", event: "message", payload: {from, text}})`
+//! shows on the pages (which check and escape it, as they do every
+//! message). They also see the lobby's `here` and `kicked` events.
 //!
 //! ```text
 //! cargo run --release -p tidings-smol --example chat            # port 4000
@@ -18,6 +28,7 @@ use serde_json::{Value, json};
 use tidings_core::{Channel, Cid, Effects, Identity, InstanceId, UserId};
 use tidings_smol::sse::{SseConfig, serve};
 use tidings_smol::{App, AppError, Hub, HubConfig, HubHandle, NextAction, Page, params};
+use tidings_ws::server::topic::realtime_channel;
 
 const HTML: &str = include_str!("chat.html");
 /// Longest message, in characters.
@@ -29,8 +40,8 @@ const HERE_WINDOW: Duration = Duration::from_secs(12);
 
 #[derive(Default)]
 struct State {
-    /// Last ping of each tab, per room.
-    seen: HashMap<(i64, InstanceId), Instant>,
+    /// Last ping of each tab, per room (or lobby) channel.
+    seen: HashMap<(Channel, InstanceId), Instant>,
     /// Logged-in names, for the toast job.
     users: BTreeSet<String>,
 }
@@ -45,18 +56,28 @@ fn room_channel(room: i64) -> Channel {
     Channel::tuple("room", [room.into()]).expect("room channels are valid")
 }
 
+/// The lobby: a Supabase Realtime channel, `realtime:lobby` on the socket.
+fn lobby_channel() -> Channel {
+    realtime_channel("lobby").expect("the lobby channel is valid")
+}
+
 fn user_channel(name: &str) -> Channel {
     Channel::tuple("user", [tidings_core::Value::str(name)]).expect("user channels are valid")
 }
 
-/// The room a component is bound to, if it still is.
-fn joined_room(fx: &Effects) -> Option<(i64, Channel)> {
+/// The room (or the lobby) a component is bound to, if it still is.
+fn joined_room(fx: &Effects) -> Option<Channel> {
+    let lobby = lobby_channel();
     fx.subscriptions()
         .iter()
-        .find_map(|ch| match (ch.tag().as_str(), ch.values()) {
-            ("room", [tidings_core::Value::Int(n)]) => Some((*n, ch.clone())),
-            _ => None,
+        .find(|ch| {
+            **ch == lobby
+                || matches!(
+                    (ch.tag().as_str(), ch.values()),
+                    ("room", [tidings_core::Value::Int(_)])
+                )
         })
+        .cloned()
 }
 
 fn text_param<'a>(params: &'a Value, key: &str, max_chars: usize) -> Result<&'a str, AppError> {
@@ -86,25 +107,25 @@ fn valid_name(name: &str) -> Result<&str, AppError> {
 
 impl App for Chat {
     fn render(&self, path: &str, page: &mut Page) -> Result<Option<String>, AppError> {
-        let room = match path {
-            "/" => 1,
+        let (channel, place) = match path {
+            "/" => (room_channel(1), "Room 1".to_owned()),
+            "/lobby" => (lobby_channel(), "Lobby".to_owned()),
             _ => match path
                 .strip_prefix("/rooms/")
                 .and_then(|n| n.parse::<i64>().ok())
             {
-                Some(n) if (1..=1000).contains(&n) => n,
+                Some(n) if (1..=1000).contains(&n) => (room_channel(n), format!("Room {n}")),
                 _ => return Ok(None),
             },
         };
-        page.component(Cid::PAGE)
-            .put_subscription(room_channel(room))?;
+        page.component(Cid::PAGE).put_subscription(channel)?;
         if let Some(user) = page.peer().user.clone()
             && let tidings_core::Value::Str(name) = user.as_value()
         {
             page.component(Cid::new("toast").expect("valid cid"))
                 .put_subscription(user_channel(name))?;
         }
-        Ok(Some(HTML.replace("{{room}}", &room.to_string())))
+        Ok(Some(HTML.replace("{{place}}", &place)))
     }
 
     fn command(
@@ -116,8 +137,9 @@ impl App for Chat {
         match (fx.cid().as_str(), name) {
             ("page", "say") => {
                 let text = text_param(p, "text", MAX_MESSAGE_CHARS)?;
-                let (_, room) =
+                let room =
                     joined_room(fx).ok_or_else(|| AppError::bad_request("you left this room"))?;
+                // Supabase clients on the lobby get this as event "message".
                 let from = match fx.user_id().map(UserId::as_value) {
                     Some(tidings_core::Value::Str(name)) => name.to_string(),
                     _ => format!("anon-{}", &fx.instance_id().to_string()[..4]),
@@ -130,21 +152,21 @@ impl App for Chat {
                 Ok(None)
             }
             ("page", "here") => {
-                if let Some((room, _)) = joined_room(fx) {
+                if let Some(room) = joined_room(fx) {
                     let mut state = self.state.lock().expect("chat state");
                     state.seen.insert((room, fx.instance_id()), Instant::now());
                 }
                 Ok(None)
             }
             ("page", "leave") => {
-                if let Some((_, room)) = joined_room(fx) {
+                if let Some(room) = joined_room(fx) {
                     fx.delete_subscription(&room)?;
                 }
                 Ok(Some(NextAction::new("left", json!({}))))
             }
             ("page", "kick") => {
                 let who = valid_name(text_param(p, "name", MAX_NAME_CHARS)?)?;
-                let (_, room) =
+                let room =
                     joined_room(fx).ok_or_else(|| AppError::bad_request("you left this room"))?;
                 let hub = self
                     .hub
@@ -180,14 +202,14 @@ fn background_job(hub: &HubHandle, state: &Mutex<State>) {
         let (counts, users) = {
             let mut s = state.lock().expect("chat state");
             s.seen.retain(|_, at| at.elapsed() < HERE_WINDOW);
-            let mut counts: HashMap<i64, usize> = HashMap::new();
+            let mut counts: HashMap<Channel, usize> = HashMap::new();
             for (room, _) in s.seen.keys() {
-                *counts.entry(*room).or_default() += 1;
+                *counts.entry(room.clone()).or_default() += 1;
             }
             (counts, s.users.clone())
         };
         for (room, count) in counts {
-            let _ = hub.broadcast_action(room_channel(room), "here", &json!({"count": count}));
+            let _ = hub.broadcast_action(room, "here", &json!({"count": count}));
         }
         if tick.is_multiple_of(15) {
             let secs = SystemTime::now()
@@ -254,7 +276,11 @@ fn main() {
         }
     };
     println!(
-        "Tidings chat on http://{}/ (rooms at /rooms/1..1000)",
+        "Tidings chat on http://{}/ (rooms at /rooms/1..1000, the lobby at /lobby; add ?transport=ws for WebSocket)",
+        server.addr()
+    );
+    println!(
+        "Supabase clients: ws://{}/socket, topic realtime:lobby",
         server.addr()
     );
     let job = handle.clone();

@@ -1,8 +1,15 @@
 // Real-browser end-to-end test of the chat example (runtime-smol/examples/chat.rs).
 //
-// Two Chromium contexts (two sessions) open /rooms/1 and talk; then the server is
-// killed and restarted on the same port with the same secret, and both pages must
-// reconnect by themselves and keep talking.
+// Two Chromium contexts (two sessions) open /rooms/1, A over SSE, B over the
+// WebSocket (?transport=ws), and talk; then the server is killed and restarted on
+// the same port with the same secret, and both pages must reconnect by themselves
+// (each over its transport) and keep talking. Then both open /rooms/2?transport=ws
+// (the instance stream and commands over the Phoenix WebSocket) and talk; then the
+// lobby (/lobby, one page per transport) talks with a Node @supabase/realtime-js
+// client joined to realtime:lobby, both ways.
+//
+// realtime-js and ws are resolved from transport-ws/interop/node_modules (run.sh
+// installs them there from that package's lockfile).
 //
 // Needs a prebuilt chat binary (CHAT_BIN, default <repo>/target/release/examples/chat)
 // and a Chromium (CHROMIUM, default /usr/bin/chromium). run.sh provides both.
@@ -17,6 +24,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -25,6 +33,7 @@ const CHAT_BIN = path.resolve(
   process.env.CHAT_BIN || path.join(REPO_ROOT, 'target/release/examples/chat'),
 );
 const ARTIFACTS = path.join(REPO_ROOT, 'ci-artifacts');
+const INTEROP = path.join(REPO_ROOT, 'transport-ws/interop/package.json');
 // Set explicitly for both server runs, so the restarted server accepts the
 // receipts and session cookies the pages already hold.
 const SECRET = `tidings-browser-test-${randomBytes(8).toString('hex')}`;
@@ -131,6 +140,22 @@ async function waitMessage(page, text, timeout = STEP_TIMEOUT) {
   await page.locator('#messages .msg', { hasText: text }).first().waitFor({ state: 'visible', timeout });
 }
 
+/** Resolves when `pred(item)` holds for an item pushed to `list` (or already there). */
+function waitItem(list, pred, what, ms = STEP_TIMEOUT) {
+  return withTimeout(
+    new Promise((resolve) => {
+      const poll = () => {
+        const hit = list.find(pred);
+        if (hit !== undefined) resolve(hit);
+        else setTimeout(poll, 20);
+      };
+      poll();
+    }),
+    ms,
+    `${what} (got ${JSON.stringify(list).slice(0, 500)})`,
+  );
+}
+
 /** Types `text` into #text and clicks #send. */
 async function say(page, text) {
   await page.locator('#text').pressSequentially(text, { timeout: STEP_TIMEOUT });
@@ -142,6 +167,9 @@ describe('chat example in a real browser', { timeout: 120_000 }, () => {
   let server;
   let browser;
   const pages = {}; // name -> Page
+  const sockets = { A: [], B: [] }; // name -> WebSocket URLs the page opened
+  const eventStreams = { A: 0, B: 0 }; // name -> /tidings/events requests
+  let realtime; // the realtime-js client, if made
   const pageErrors = []; // uncaught exceptions in the pages
   let failed = false;
 
@@ -206,6 +234,14 @@ describe('chat example in a real browser', { timeout: 120_000 }, () => {
         if (r.status() >= 400) note(`page ${name} response ${r.status()}: ${r.request().method()} ${r.url()}`);
       });
       page.on('requestfailed', (r) => note(`page ${name} request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+      page.on('websocket', (ws) => {
+        sockets[name].push(ws.url());
+        note(`page ${name} websocket: ${ws.url()}`);
+        ws.on('close', () => note(`page ${name} websocket closed: ${ws.url()}`));
+      });
+      page.on('request', (r) => {
+        if (r.url().includes('/tidings/events')) eventStreams[name]++;
+      });
       page.on('framenavigated', (f) => {
         if (f === page.mainFrame()) note(`page ${name} navigated: ${f.url()}`);
       });
@@ -226,6 +262,11 @@ describe('chat example in a real browser', { timeout: 120_000 }, () => {
         note(`page ${name} final status: ${status}`);
       }
     }
+    try {
+      await realtime?.disconnect();
+    } catch {
+      /* best effort */
+    }
     await server?.kill().catch(() => {});
     for (const c of children) c.kill('SIGKILL');
     await withTimeout(browser?.close() ?? Promise.resolve(), 15_000, 'browser close').catch(() => {});
@@ -238,11 +279,14 @@ describe('chat example in a real browser', { timeout: 120_000 }, () => {
     if (failed) console.error(`--- chat browser test log ---\n${log.join('\n')}\n--- end ---`);
   });
 
-  it('both pages open /rooms/1 and connect', { timeout: 30_000 }, step(async () => {
-    await Promise.all(
-      Object.values(pages).map((p) => p.goto(`${server.url}/rooms/1`, { timeout: STEP_TIMEOUT })),
-    );
+  it('both pages open /rooms/1 (A over SSE, B over WS) and connect', { timeout: 30_000 }, step(async () => {
+    await Promise.all([
+      pages.A.goto(`${server.url}/rooms/1`, { timeout: STEP_TIMEOUT }),
+      pages.B.goto(`${server.url}/rooms/1?transport=ws`, { timeout: STEP_TIMEOUT }),
+    ]);
     await Promise.all(Object.values(pages).map((p) => waitStatus(p, 'open')));
+    assert.equal(await pages.A.evaluate(() => Tidings.transport), 'sse');
+    assert.equal(await pages.B.evaluate(() => Tidings.transport), 'ws');
     // Marker to detect a reload (which would lose the page's messages).
     await Promise.all(Object.values(pages).map((p) => p.evaluate(() => { window.__tidingsTestMarker = true; })));
   }));
@@ -297,5 +341,90 @@ describe('chat example in a real browser', { timeout: 120_000 }, () => {
     await waitMessage(pages.A, first, 1_000);
     assert.deepEqual(pageErrors, [], 'no uncaught exceptions in the pages');
     await pages.A.screenshot({ path: path.join(ARTIFACTS, 'chat.png'), fullPage: true, timeout: STEP_TIMEOUT });
+  }));
+
+  it('with ?transport=ws both pages connect over the WebSocket and talk', { timeout: 30_000 }, step(async () => {
+    for (const name of ['A', 'B']) {
+      sockets[name].length = 0;
+      eventStreams[name] = 0;
+    }
+    await Promise.all(
+      Object.values(pages).map((p) => p.goto(`${server.url}/rooms/2?transport=ws`, { timeout: STEP_TIMEOUT })),
+    );
+    await Promise.all(Object.values(pages).map((p) => waitStatus(p, 'open')));
+    const text = `over the socket from A ${nonce}`;
+    await say(pages.A, text);
+    await Promise.all([waitMessage(pages.B, text), waitMessage(pages.A, text)]);
+    const wsUrl = `${server.url.replace(/^http/, 'ws')}/socket/websocket?vsn=2.0.0`;
+    for (const [name, p] of Object.entries(pages)) {
+      assert.equal(await p.evaluate(() => Tidings.transport), 'ws', `page ${name} runs over WS`);
+      assert.deepEqual(sockets[name], [wsUrl], `page ${name} opened one socket`);
+      assert.equal(eventStreams[name], 0, `page ${name} opened no SSE stream`);
+      assert.equal(await p.locator('#messages .msg').count(), 1, `page ${name} shows the message once`);
+    }
+    // Navigation links keep the transport.
+    assert.equal(await pages.A.locator('nav a[href$="/lobby?transport=ws"]').count(), 1);
+    assert.deepEqual(pageErrors, [], 'no uncaught exceptions in the pages');
+  }));
+
+  it('the lobby (one page on SSE, one on WS) talks with a realtime-js client on realtime:lobby', { timeout: 30_000 }, step(async () => {
+    const require = createRequire(INTEROP);
+    const { RealtimeClient } = require('@supabase/realtime-js');
+    const WebSocket = require('ws');
+    await Promise.all([
+      pages.A.goto(`${server.url}/lobby`, { timeout: STEP_TIMEOUT }),
+      pages.B.goto(`${server.url}/lobby?transport=ws`, { timeout: STEP_TIMEOUT }),
+    ]);
+    await Promise.all(Object.values(pages).map((p) => waitStatus(p, 'open')));
+    assert.equal(await pages.A.evaluate(() => Tidings.transport), 'sse');
+    assert.equal(await pages.B.evaluate(() => Tidings.transport), 'ws');
+
+    realtime = new RealtimeClient(`${server.url.replace(/^http/, 'ws')}/socket`, {
+      params: { apikey: 'browser-test' },
+      transport: WebSocket,
+      timeout: STEP_TIMEOUT,
+      logger: () => {},
+    });
+    const got = []; // broadcast payloads the realtime-js client receives
+    const channel = realtime.channel('lobby', { config: { broadcast: { self: false, ack: true } } });
+    channel.on('broadcast', { event: 'message' }, (m) => got.push(m.payload));
+    await withTimeout(
+      new Promise((resolve, reject) => {
+        channel.subscribe((status, err) => {
+          note(`realtime-js: ${status}${err ? ` ${err.message}` : ''}`);
+          if (status === 'SUBSCRIBED') resolve();
+          else if (status !== 'CLOSED') reject(new Error(`realtime-js join: ${status} ${err?.message ?? ''}`));
+        });
+      }),
+      STEP_TIMEOUT,
+      'realtime-js join realtime:lobby',
+    );
+
+    // realtime-js -> pages (escaped: markup arrives as text).
+    const fromRt = `hello from realtime-js <img src=x onerror="window.__pwned=1"> ${nonce}`;
+    assert.equal(
+      await channel.send({ type: 'broadcast', event: 'message', payload: { from: 'rt-js', text: fromRt } }),
+      'ok',
+    );
+    await Promise.all(Object.values(pages).map((p) => waitMessage(p, fromRt)));
+    for (const [name, p] of Object.entries(pages)) {
+      assert.equal(await p.locator('#messages img').count(), 0, `page ${name} escaped the message`);
+      assert.match(await p.locator('#messages .msg b').last().innerText(), /^rt-js$/);
+    }
+
+    // page (SSE) -> realtime-js and the other page (WS), and page (WS) -> realtime-js.
+    const fromA = `hello from the SSE page ${nonce}`;
+    const fromB = `hello from the WS page ${nonce}`;
+    await say(pages.A, fromA);
+    await say(pages.B, fromB);
+    await Promise.all([
+      waitMessage(pages.B, fromA),
+      waitMessage(pages.A, fromB),
+      waitItem(got, (m) => m.text === fromA && typeof m.from === 'string', 'realtime-js gets the SSE page message'),
+      waitItem(got, (m) => m.text === fromB && typeof m.from === 'string', 'realtime-js gets the WS page message'),
+    ]);
+    assert.deepEqual(Object.keys(got.find((m) => m.text === fromA)).sort(), ['from', 'text']);
+    assert.deepEqual(pageErrors, [], 'no uncaught exceptions in the pages');
+    await pages.B.screenshot({ path: path.join(ARTIFACTS, 'chat-lobby.png'), fullPage: true, timeout: STEP_TIMEOUT });
   }));
 });

@@ -24,6 +24,11 @@ fi
 
 echo "run.sh: npm ci" >&2
 (cd "$HERE" && npm ci --no-audit --no-fund)
+# The lobby scenario's realtime-js client: the interop suite's pinned packages.
+if [[ ! -d transport-ws/interop/node_modules/@supabase/realtime-js || ! -d transport-ws/interop/node_modules/ws ]]; then
+  echo "run.sh: npm ci (transport-ws/interop)" >&2
+  (cd transport-ws/interop && npm ci --no-audit --no-fund)
+fi
 
 if [[ -z "${CHAT_BIN:-}" ]]; then
   echo "run.sh: cargo build --release -p tidings-smol --example chat" >&2
