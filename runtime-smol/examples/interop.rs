@@ -47,9 +47,8 @@ impl App for Interop {
         channel: &Channel,
         token: Option<&str>,
     ) -> Result<(), String> {
-        let name = match channel.values() {
-            [Value::Str(name)] => name,
-            _ => return Ok(()),
+        let [Value::Str(name)] = channel.values() else {
+            return Ok(());
         };
         if name.starts_with("denied") {
             return Err(format!(

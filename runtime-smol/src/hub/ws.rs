@@ -425,7 +425,7 @@ impl Hub {
     }
 
     /// A command's HTTP-shaped answer as a reply: the body is the response;
-    /// an error also carries Supabase's `reason`.
+    /// an error also carries Supabase's `reason` and the HTTP `status`.
     fn ws_answer(resp: &HttpResponse) -> (bool, String) {
         let body = String::from_utf8_lossy(&resp.body).into_owned();
         if resp.status < 300 {
@@ -439,6 +439,7 @@ impl Hub {
         );
         if let Some(o) = v.as_object_mut() {
             o.insert("reason".into(), text.into());
+            o.insert("status".into(), resp.status.into());
         }
         (false, v.to_string())
     }
