@@ -1,5 +1,5 @@
 //! Differential test: the router against a naive reference model written
-//! from the rules R1–R13 of `core/src/router/mod.rs` (see `model/`).
+//! from the rules R1–R15 of `core/src/router/mod.rs` (see `model/`).
 //!
 //! `router_matches_model` runs 4 000 random sequences (`PROPTEST_CASES`
 //! overrides) of up to 60 ops, each under the default limits and under
@@ -9,9 +9,11 @@
 //! against the model op by op.
 //!
 //! Pools (see `model/harness.rs`): instances 0–3 (home session `inst % 2`),
-//! users 0 = anonymous, 1 = `1`, 2 = `"1"`, 3 = `2`; channels 0 `{:room, 1}`,
-//! 1 `{:room, "1"}`, 2 `:news`, 3 `{:user, 1}`, 4 `{:doc, :a, 2}`; cids
-//! 0 `page`, 1 `layout`, 2 `c1`, 3 `c2`.
+//! socket instances 0–3 (selected as instances 12–15 where ops name an
+//! instance), users 0 = anonymous, 1 = `1`, 2 = `"1"`, 3 = `2`; channels
+//! 0 `{:room, 1}`, 1 `{:room, "1"}`, 2 `:news`, 3 `{:user, 1}`,
+//! 4 `{:doc, :a, 2}`; cids 0 `page`, 1 `layout`, 2 `c1`, 3 `c2`; presence
+//! keys 0 `alice`, 1 `bob`; payloads 0 `{}`, 1 `{"s":1}`, 2 `{"s":2}`.
 
 mod model;
 
@@ -20,7 +22,8 @@ use std::time::Instant;
 
 use model::NOTES;
 use model::harness::{
-    Component, Coverage, FxOp, IdSel, Op, PeerSel, Step, Then, TokenSrc, Tweak, ops_strategy, run,
+    Component, Coverage, FxOp, IdSel, Op, PeerSel, SocketSel, Step, Then, TokenSrc, Tweak,
+    ops_strategy, run,
 };
 use proptest::test_runner::{Config, TestRunner};
 
@@ -796,6 +799,191 @@ fn r12_r13_parking_expiry_and_refresh() {
     );
 }
 
+/// Open a socket for socket instance `k` in session `sess` (3: the
+/// sockets-only session).
+fn socket(k: u8, sess: u8, user: u8) -> Op {
+    Op::Socket {
+        who: SocketSel {
+            inst: k * 4,
+            sess,
+            user,
+            current: false,
+        },
+    }
+}
+
+/// The `n`-th live stream (in attach order) for socket ops.
+fn live(n: u8) -> u8 {
+    n * 8
+}
+
+/// The `n`-th stream ever attached, live or stale.
+fn any_conn(n: u8) -> u8 {
+    n * 8 + 7
+}
+
+/// A pool channel itself, not one of the stream's bindings: `chan % 4 == 3`
+/// and `chan % 5` the pool index.
+fn pool_chan(c: u8) -> u8 {
+    [15, 11, 7, 3, 19][usize::from(c)]
+}
+
+fn join(conn: u8, chan: u8, cid: u8) -> Op {
+    Op::Join { conn, chan, cid }
+}
+
+/// Leave the stream's `b`-th binding (sorted).
+fn leave_bound(conn: u8, b: u8) -> Op {
+    Op::Leave {
+        conn,
+        chan: b * 4,
+        cid: 0,
+    }
+}
+
+/// Track on the stream's first bound channel.
+fn track(conn: u8, key: u8, payload: u8) -> Op {
+    Op::Track {
+        conn,
+        chan: 0,
+        key,
+        payload,
+    }
+}
+
+fn r14_r15_sockets() -> Vec<Op> {
+    vec![
+        // Live streams: 0 = socket 0 (session 0), 1 = socket 1 (session 1).
+        socket(0, 0, 0),
+        socket(1, 1, 1),
+        join(live(0), 0, 0),
+        join(live(0), 0, 0),
+        join(live(1), 0, 0),
+        // Track, the same again, an update, another key; a second tracker.
+        track(live(0), 0, 0),
+        track(live(0), 0, 0),
+        track(live(0), 0, 1),
+        track(live(0), 1, 1),
+        track(live(1), 0, 0),
+        // Not joined; untrack.
+        Op::Track {
+            conn: live(0),
+            chan: pool_chan(3),
+            key: 0,
+            payload: 0,
+        },
+        Op::Untrack {
+            conn: live(1),
+            chan: 0,
+        },
+        // Leaving one of two cids keeps the meta, the last one removes it.
+        join(live(0), 0, 1),
+        leave_bound(live(0), 0),
+        leave_bound(live(0), 0),
+        Op::Leave {
+            conn: live(0),
+            chan: pool_chan(3),
+            cid: 0,
+        },
+        // R10 unbinds socket 1 (instance 13): its meta stays (not a rule
+        // that removes it); its next leave of the channel removes it, with
+        // nobody left to tell.
+        track(live(1), 1, 2),
+        Op::Unsubscribe {
+            who: IdSel::Instance(13),
+            chan: 0,
+            cid: 0,
+        },
+        Op::Leave {
+            conn: live(1),
+            chan: pool_chan(0),
+            cid: 0,
+        },
+        // Detach tells the others; supersede (a handshake for socket 0's
+        // instance, 12) tells the new stream.
+        join(live(0), 0, 0),
+        join(live(1), 0, 0),
+        track(live(0), 0, 0),
+        track(live(1), 1, 0),
+        Op::Detach { inst: 13, stale: 1 },
+        Op::Connect {
+            peer: PeerSel {
+                inst: 12,
+                sess: 0,
+                user: 0,
+                current: true,
+            },
+            store: false,
+            tokens: vec![],
+        },
+        // Stale streams: the first two ever attached are gone.
+        track(any_conn(0), 0, 0),
+        join(any_conn(1), 0, 0),
+        Op::Untrack {
+            conn: any_conn(0),
+            chan: pool_chan(0),
+        },
+        // Socket 0's instance is attached: in use, or another session's.
+        Op::Socket {
+            who: SocketSel {
+                inst: 0,
+                sess: 1,
+                user: 0,
+                current: true,
+            },
+        },
+        socket(0, 1, 0),
+        // Tight limits: a fourth binding; a third tab of a session (page
+        // instance 0 as a socket).
+        join(live(0), pool_chan(1), 0),
+        join(live(0), pool_chan(2), 0),
+        join(live(0), pool_chan(3), 0),
+        socket(2, 3, 0),
+        socket(3, 3, 0),
+        Op::Socket {
+            who: SocketSel {
+                inst: 3,
+                sess: 3,
+                user: 0,
+                current: false,
+            },
+        },
+    ]
+}
+
+#[test]
+fn r14_r15_sockets_join_leave_and_presence() {
+    let cov = run(&r14_r15_sockets());
+    assert_reaches(
+        &cov,
+        &[
+            "R14 connect",
+            "R14 join",
+            "R14 join again",
+            "R14 leave",
+            "R14 leave unbound",
+            "R15 track",
+            "R15 identical track",
+            "R15 update",
+            "R15 key change",
+            "R15 untrack",
+            "R15 leave removes meta",
+            "R15 detach removes meta",
+            "R15 supersede removes meta",
+            "R15 diff to nobody",
+            "R15 meta outlives its binding",
+            "connect (socket): Err InstanceInUse",
+            "connect (socket): Err SessionMismatch",
+            "connect (socket): Err TooManyConnections",
+            "join: Err TooManyBindings",
+            "join: Err NotAttached",
+            "track: Err NotJoined",
+            "track: Err NotAttached",
+            "output PresenceDiff",
+        ],
+    );
+}
+
 #[test]
 fn hand_written_sequences_reach_every_noted_situation() {
     let mut cov = Coverage::default();
@@ -810,6 +998,7 @@ fn hand_written_sequences_reach_every_noted_situation() {
         r10_immediate(),
         r11_pages(),
         r12_r13_time(),
+        r14_r15_sockets(),
     ] {
         cov.merge(&run(&seq));
     }

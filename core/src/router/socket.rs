@@ -149,8 +149,10 @@ impl Router {
         Ok(())
     }
 
-    /// A channel's presence: key → metas, each key's metas in tracking order
-    /// of their streams (sent as `presence_state` after a join).
+    /// A channel's presence: key → metas, each key's metas in the order
+    /// their streams were opened, oldest first (an update keeps its place;
+    /// the order does not depend on when each stream tracked). Sent as
+    /// `presence_state` after a join.
     pub fn presence_state(&self, channel: impl IntoChannel) -> Result<Presences, RouterError> {
         Ok(self.presence.state(&channel.into_channel()?.topic()))
     }

@@ -5,16 +5,23 @@
 //! The two sides never share connection numbers or hash orders, so every
 //! output is normalized: router `ConnId`s go through a bijection built at
 //! each successful attach, receipt tokens are decoded with
-//! `Router::verify_receipt` and compared by content, `Fanout`s keep their
+//! `Router::verify_receipt` and compared by content, presence `phx_ref`s
+//! (random on the router's side) go through a bijection onto the model's
+//! sequential meta numbers built in first-seen order (so a `phx_ref_prev`
+//! must name the ref the model says it replaced), `Fanout`s keep their
 //! relative order (recipients as a set), the parked-command releases of an
 //! attach or park keep theirs (R2: park order), and every other output is
-//! compared as a sorted multiset. After every op the instances' bindings,
-//! connections, peers and the router's counts are compared too.
+//! compared as a sorted multiset — `PresenceDiff` included, its recipients
+//! as a sorted set: the router lists them in its subscriber-list order,
+//! which no rule fixes. After every op the instances' bindings,
+//! connections, peers, the router's counts and every pool channel's
+//! `presence_state` are compared too.
 
 use std::collections::BTreeMap;
 use std::fmt::{Debug, Write as _};
 
 use arbitrary::{Arbitrary, Unstructured};
+use tidings_core::presence::Presences;
 use tidings_core::router::{
     BindingKey, Committed, ConnId, Effects, HandlerKind, HandshakeReply, IssuedReceipt, Millis,
     Output, Router, RouterConfig,
@@ -23,7 +30,7 @@ use tidings_core::{
     Channel, Cid, Identity, InstanceId, Payload, Peer, SeededEntropy, SessionId, Topic, UserId,
 };
 
-use super::{MCommitted, MEffects, MKind, MOut, MReceipt, MToken, Model};
+use super::{MCommitted, MEffects, MKind, MMeta, MOut, MPresences, MReceipt, MToken, Model};
 
 const SECOND: Millis = 1000;
 const HOUR: Millis = 3600 * SECOND;
@@ -40,13 +47,17 @@ pub(crate) const CHANNELS: [&str; 5] = [
 pub(crate) const CIDS: [&str; 4] = ["page", "layout", "c1", "c2"];
 /// Action names: the last is invalid (empty).
 const ACTIONS: [&str; 4] = ["hello", "bye", "tick", ""];
+/// Presence keys (R15).
+pub(crate) const KEYS: [&str; 2] = ["alice", "bob"];
+/// Presence payloads (R15): few, so identical re-tracks happen.
+pub(crate) const PAYLOADS: [&str; 3] = ["{}", "{\"s\":1}", "{\"s\":2}"];
 
 // -- ops --------------------------------------------------------------------------
 
-/// Which peer: `inst` picks one of 4 instances; with `current` and the
-/// instance attached, its identity now; else its home session (`inst % 2`)
-/// unless `sess % 4 == 3` picks any of 3 sessions, and `user` picks one of
-/// `None`, `Int(1)`, `Str("1")`, `Int(2)`.
+/// Which peer: `inst` picks one of 8 instances (see `Pools::any`); with
+/// `current` and the instance attached, its identity now; else its home
+/// session (`inst % 2`) unless `sess % 4 == 3` picks any of 3 sessions, and
+/// `user` picks one of `None`, `Int(1)`, `Str("1")`, `Int(2)`.
 #[derive(Debug, Clone, Arbitrary)]
 pub(crate) struct PeerSel {
     pub(crate) inst: u8,
@@ -55,13 +66,26 @@ pub(crate) struct PeerSel {
     pub(crate) current: bool,
 }
 
-/// An identity level: instance (of 4), session (of 3), user (`Int(1)`,
-/// `Str("1")`, `Int(2)`).
+/// An identity level: instance (of 8, see `Pools::any`), session (of 3),
+/// user (`Int(1)`, `Str("1")`, `Int(2)`).
 #[derive(Debug, Clone, Arbitrary)]
 pub(crate) enum IdSel {
     Instance(u8),
     Session(u8),
     User(u8),
+}
+
+/// Who opens a socket (R14): `inst % 4 != 3` one of the 4 socket instances,
+/// else one of the 4 page instances; with `current` and the instance
+/// attached, its session now (R14's `InstanceInUse`); else `sess % 4` picks
+/// one of the 3 sessions or (3) a session of sockets only; `user` as in
+/// [`PeerSel`].
+#[derive(Debug, Clone, Arbitrary)]
+pub(crate) struct SocketSel {
+    pub(crate) inst: u8,
+    pub(crate) sess: u8,
+    pub(crate) user: u8,
+    pub(crate) current: bool,
 }
 
 /// A token a handshake presents.
@@ -238,6 +262,36 @@ pub(crate) enum Op {
     },
     /// `handle_timeout` at the current time.
     Timeout,
+    /// R14: `connect`.
+    Socket {
+        who: SocketSel,
+    },
+    /// R14: `join` on a stream (see `Harness::pick_conn`) of a pool channel.
+    Join {
+        conn: u8,
+        chan: u8,
+        cid: u8,
+    },
+    /// R14: `leave`, mostly of a binding the stream holds (see
+    /// `Harness::pick_binding`).
+    Leave {
+        conn: u8,
+        chan: u8,
+        cid: u8,
+    },
+    /// R15: `track` one of [`KEYS`] with one of [`PAYLOADS`], mostly on a
+    /// channel the stream is bound to.
+    Track {
+        conn: u8,
+        chan: u8,
+        key: u8,
+        payload: u8,
+    },
+    /// R15: `untrack`.
+    Untrack {
+        conn: u8,
+        chan: u8,
+    },
 }
 
 fn up_to<'a, T: Arbitrary<'a>>(u: &mut Unstructured<'a>, max: usize) -> arbitrary::Result<Vec<T>> {
@@ -254,9 +308,10 @@ fn up_to_6<'a, T: Arbitrary<'a>>(u: &mut Unstructured<'a>) -> arbitrary::Result<
 }
 
 impl<'a> Arbitrary<'a> for Op {
-    /// Weighted so that connections and commands dominate.
+    /// Weighted so that connections and commands dominate; sockets and
+    /// presence take a fifth.
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
-        Ok(match u.int_in_range(0u8..=99)? {
+        Ok(match u.int_in_range(0u8..=124)? {
             0..=15 => Op::Connect {
                 peer: u.arbitrary()?,
                 store: u.ratio(3, 4)?,
@@ -338,9 +393,39 @@ impl<'a> Arbitrary<'a> for Op {
                 step: u.arbitrary()?,
                 timeout: u.ratio(3, 4)?,
             },
-            _ => Op::Timeout,
+            99 => Op::Timeout,
+            n => socket_op(u, n)?,
         })
     }
+}
+
+/// The socket and presence ops: `n` is 100..=124 from [`Op::arbitrary`].
+fn socket_op(u: &mut Unstructured<'_>, n: u8) -> arbitrary::Result<Op> {
+    Ok(match n {
+        100..=105 => Op::Socket {
+            who: u.arbitrary()?,
+        },
+        106..=111 => Op::Join {
+            conn: u.arbitrary()?,
+            chan: u.arbitrary()?,
+            cid: u.arbitrary()?,
+        },
+        112..=114 => Op::Leave {
+            conn: u.arbitrary()?,
+            chan: u.arbitrary()?,
+            cid: u.arbitrary()?,
+        },
+        115..=121 => Op::Track {
+            conn: u.arbitrary()?,
+            chan: u.arbitrary()?,
+            key: u.arbitrary()?,
+            payload: u.arbitrary()?,
+        },
+        _ => Op::Untrack {
+            conn: u.arbitrary()?,
+            chan: u.arbitrary()?,
+        },
+    })
 }
 
 /// A proptest strategy for one op: random bytes through [`Arbitrary`], so
@@ -433,6 +518,13 @@ enum Norm {
     ChannelDown(Topic),
     CommandReady(u64),
     CommandExpired(u64),
+    PresenceDiff {
+        channel: Channel,
+        joins: MPresences,
+        leaves: MPresences,
+        /// Sorted by connection.
+        recipients: Vec<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -518,8 +610,10 @@ fn mview(fx: &MEffects) -> FxView {
 /// parked-command releases) and the rest, sorted.
 fn canonical(mut outs: Vec<Norm>, commands: bool) -> (Vec<Norm>, Vec<Norm>) {
     for o in &mut outs {
-        if let Norm::Fanout { recipients, .. } = o {
-            recipients.sort();
+        match o {
+            Norm::Fanout { recipients, .. } => recipients.sort(),
+            Norm::PresenceDiff { recipients, .. } => recipients.sort_unstable(),
+            _ => {}
         }
     }
     let (ordered, mut rest): (Vec<Norm>, Vec<Norm>) = outs.into_iter().partition(|o| {
@@ -534,8 +628,13 @@ fn canonical(mut outs: Vec<Norm>, commands: bool) -> (Vec<Norm>, Vec<Norm>) {
 
 /// The fixed identities and values ops pick from.
 struct Pools {
+    /// Page instances (`Connect`, `Park`, ...).
     instances: [InstanceId; 4],
+    /// Socket instances (`Socket`).
+    sockets: [InstanceId; 4],
     sessions: [SessionId; 3],
+    /// A session only sockets open in.
+    socket_session: SessionId,
     users: [Option<UserId>; 4],
     channels: Vec<Channel>,
     cids: Vec<Cid>,
@@ -546,9 +645,12 @@ impl Pools {
         let mut e = SeededEntropy::new(0x7715);
         let instances = core::array::from_fn(|_| InstanceId::mint(&mut e));
         let sessions = core::array::from_fn(|_| SessionId::mint(&mut e));
+        let sockets = core::array::from_fn(|_| InstanceId::mint(&mut e));
         Self {
             instances,
+            sockets,
             sessions,
+            socket_session: SessionId::mint(&mut e),
             users: [
                 None,
                 Some(UserId::int(1)),
@@ -570,6 +672,21 @@ impl Pools {
         self.instances[usize::from(i) % 4]
     }
 
+    /// A page instance, or a socket instance for a quarter of the values
+    /// (`i % 16 >= 12`; never for 0–11, which hand-written sequences use).
+    fn any(&self, i: u8) -> InstanceId {
+        if i % 16 >= 12 {
+            self.sockets[usize::from(i) % 4]
+        } else {
+            self.instance(i)
+        }
+    }
+
+    /// Page instances, then socket instances.
+    fn all_instances(&self) -> impl Iterator<Item = InstanceId> + '_ {
+        self.instances.iter().chain(&self.sockets).copied()
+    }
+
     fn session(&self, s: u8) -> SessionId {
         self.sessions[usize::from(s) % 3]
     }
@@ -588,7 +705,7 @@ impl Pools {
 
     fn identity(&self, who: &IdSel) -> Identity {
         match who {
-            IdSel::Instance(i) => Identity::Instance(self.instance(*i)),
+            IdSel::Instance(i) => Identity::Instance(self.any(*i)),
             IdSel::Session(s) => Identity::Session(self.session(*s)),
             IdSel::User(u) => Identity::User(self.user(u % 3 + 1).expect("a user")),
         }
@@ -629,6 +746,9 @@ struct Harness<'o> {
     stores: Vec<(InstanceId, Store)>,
     pending: Vec<(Effects, MEffects)>,
     next_ticket: u64,
+    /// Every router `phx_ref` seen, in first-seen order: the n-th is the
+    /// model's meta number n + 1.
+    refs: Vec<String>,
     cov: Coverage,
 }
 
@@ -670,6 +790,7 @@ pub(crate) fn run_with(cfg: &RouterConfig, ops: &[Op]) -> Coverage {
         stores: Vec::new(),
         pending: Vec::new(),
         next_ticket: 1,
+        refs: Vec::new(),
         cov: Coverage::default(),
     };
     for (at, op) in ops.iter().enumerate() {
@@ -701,6 +822,15 @@ impl Harness<'_> {
     fn same<T: PartialEq + Debug>(&self, what: &str, router: &T, model: &T) {
         if router != model {
             self.fail(what, router, model);
+        }
+    }
+
+    /// [`Harness::same`], naming what only on a difference (formatting
+    /// on every check costs a tenth of the run).
+    #[track_caller]
+    fn same_for<T: PartialEq + Debug>(&self, what: impl FnOnce() -> String, router: &T, model: &T) {
+        if router != model {
+            self.fail(&what(), router, model);
         }
     }
 
@@ -775,7 +905,55 @@ impl Harness<'_> {
             Output::ChannelDown(t) => Norm::ChannelDown(t.clone()),
             Output::CommandReady { ticket } => Norm::CommandReady(*ticket),
             Output::CommandExpired { ticket } => Norm::CommandExpired(*ticket),
+            Output::PresenceDiff {
+                channel,
+                diff,
+                recipients,
+            } => Norm::PresenceDiff {
+                channel: channel.clone(),
+                joins: self.norm_presences(&diff.joins),
+                leaves: self.norm_presences(&diff.leaves),
+                recipients: recipients.iter().map(|c| self.model_conn(*c)).collect(),
+            },
         }
+    }
+
+    /// Records the router's `phx_ref`s not seen before, in order.
+    fn learn_refs(&mut self, presences: &Presences) {
+        for m in presences.values().flatten() {
+            if !self.refs.contains(&m.phx_ref) {
+                self.refs.push(m.phx_ref.clone());
+            }
+        }
+    }
+
+    /// The model's number for a router `phx_ref` already seen.
+    fn norm_ref(&self, phx_ref: &str) -> u64 {
+        match self.refs.iter().position(|r| r == phx_ref) {
+            Some(n) => n as u64 + 1,
+            None => self.fail(
+                "router names a phx_ref it never announced in a join",
+                &phx_ref,
+                &"-",
+            ),
+        }
+    }
+
+    fn norm_presences(&self, presences: &Presences) -> MPresences {
+        presences
+            .iter()
+            .map(|(key, metas)| {
+                let metas = metas
+                    .iter()
+                    .map(|m| MMeta {
+                        phx_ref: self.norm_ref(&m.phx_ref),
+                        phx_ref_prev: m.phx_ref_prev.as_deref().map(|r| self.norm_ref(r)),
+                        payload: m.payload.as_bytes().to_vec(),
+                    })
+                    .collect();
+                (key.clone(), metas)
+            })
+            .collect()
     }
 
     fn norm_mout(o: MOut) -> Norm {
@@ -814,6 +992,17 @@ impl Harness<'_> {
             MOut::ChannelDown(c) => Norm::ChannelDown(c.topic()),
             MOut::CommandReady(t) => Norm::CommandReady(t),
             MOut::CommandExpired(t) => Norm::CommandExpired(t),
+            MOut::PresenceDiff {
+                channel,
+                joins,
+                leaves,
+                recipients,
+            } => Norm::PresenceDiff {
+                channel,
+                joins,
+                leaves,
+                recipients,
+            },
         }
     }
 
@@ -845,6 +1034,11 @@ impl Harness<'_> {
     /// absorb the router's receipt pushes.
     fn drain(&mut self, what: &str, commands_in_order: bool) {
         let raw: Vec<Output> = std::iter::from_fn(|| self.router.poll_output()).collect();
+        for o in &raw {
+            if let Output::PresenceDiff { diff, .. } = o {
+                self.learn_refs(&diff.joins);
+            }
+        }
         let router: Vec<Norm> = raw.iter().map(|o| self.norm_output(o)).collect();
         let model: Vec<Norm> = self
             .model
@@ -955,18 +1149,20 @@ impl Harness<'_> {
 
     // -- picking inputs -----------------------------------------------------------
 
+    /// Page and socket instance `n` live in session `n % 2`.
     fn home_session(&self, instance: InstanceId) -> SessionId {
         let n = self
             .pools
             .instances
             .iter()
+            .chain(&self.pools.sockets)
             .position(|i| *i == instance)
             .unwrap_or(0);
         self.pools.sessions[n % 2]
     }
 
     fn peer(&self, sel: &PeerSel) -> Peer {
-        let instance = self.pools.instance(sel.inst);
+        let instance = self.pools.any(sel.inst);
         if sel.current
             && let Some(peer) = self
                 .model
@@ -991,8 +1187,7 @@ impl Harness<'_> {
     fn live_instance(&self, inst: u8) -> InstanceId {
         let live: Vec<InstanceId> = self
             .pools
-            .instances
-            .into_iter()
+            .all_instances()
             .filter(|i| self.model.connection(*i).is_some())
             .collect();
         if inst >= 128 && !live.is_empty() {
@@ -1138,7 +1333,153 @@ impl Harness<'_> {
                 }
             }
             Op::Timeout => self.timeout(),
+            Op::Socket { who } => self.socket(who),
+            Op::Join { conn, chan, cid } => self.join(*conn, *chan, *cid),
+            Op::Leave { conn, chan, cid } => self.leave(*conn, *chan, *cid),
+            Op::Track {
+                conn,
+                chan,
+                key,
+                payload,
+            } => self.track(*conn, *chan, *key, *payload),
+            Op::Untrack { conn, chan } => self.untrack(*conn, *chan),
         }
+    }
+
+    /// A stream for a socket op: 7 times in 8 a live one (if any), else
+    /// any ever attached (maybe stale); `None` before the first attach.
+    fn pick_conn(&self, sel: u8) -> Option<(ConnId, u64)> {
+        let live: Vec<&ConnPair> = self
+            .conns
+            .iter()
+            .filter(|p| self.model.peer(p.model).is_some())
+            .collect();
+        let pick = if sel % 8 != 7 && !live.is_empty() {
+            live[usize::from(sel / 8) % live.len()]
+        } else {
+            self.conns
+                .get(usize::from(sel / 8) % self.conns.len().max(1))?
+        };
+        Some((pick.router, pick.model))
+    }
+
+    /// For a socket op on stream `mc`: 3 times in 4 one of its bindings (if
+    /// any), else pool channel `chan` with pool cid `cid`.
+    fn pick_binding(&self, mc: u64, chan: u8, cid: u8) -> (Channel, Cid) {
+        let bound = self
+            .model
+            .peer(mc)
+            .and_then(|p| self.model.bindings(p.instance))
+            .unwrap_or_default();
+        if chan % 4 != 3 && !bound.is_empty() {
+            let (k, _) = &bound[usize::from(chan / 4) % bound.len()];
+            (k.channel.clone(), k.cid.clone())
+        } else {
+            (self.pools.channel(chan), self.pools.cid(cid))
+        }
+    }
+
+    /// R14: `connect`.
+    fn socket(&mut self, who: &SocketSel) {
+        let instance = if who.inst % 4 == 3 {
+            self.pools.instance(who.inst / 4)
+        } else {
+            self.pools.sockets[usize::from(who.inst / 4) % 4]
+        };
+        let current = self
+            .model
+            .connection(instance)
+            .and_then(|c| self.model.peer(c))
+            .filter(|_| who.current);
+        let session = match current {
+            Some(p) => p.session,
+            None if who.sess % 4 == 3 => self.pools.socket_session,
+            None => self.pools.session(who.sess),
+        };
+        let peer = Peer {
+            instance,
+            session,
+            user: self.pools.user(who.user),
+        };
+        let r = self.router.connect(&peer);
+        let m = self.model.connect(&peer);
+        self.cov.outcome("connect (socket)", &r);
+        self.same(
+            "connect result",
+            &r.as_ref().map(|_| ()),
+            &m.as_ref().map(|_| ()),
+        );
+        if let (Ok(rc), Ok(mc)) = (r, m) {
+            if self.conns.iter().any(|p| p.router == rc || p.model == mc) {
+                self.fail("connect returned a used connection", &rc, &mc);
+            }
+            self.conns.push(ConnPair {
+                router: rc,
+                model: mc,
+                instance,
+            });
+        }
+        self.drain("connect", false);
+    }
+
+    /// R14: `join`.
+    fn join(&mut self, conn: u8, chan: u8, cid: u8) {
+        let Some((rc, mc)) = self.pick_conn(conn) else {
+            return;
+        };
+        let (channel, cid) = (self.pools.channel(chan), self.pools.cid(cid));
+        let r = self.router.join(rc, &channel, &cid);
+        let m = self.model.join(mc, &channel, &cid);
+        self.cov.outcome("join", &r);
+        self.same("join result", &r, &m);
+        self.drain("join", false);
+    }
+
+    /// R14, R15: `leave`.
+    fn leave(&mut self, conn: u8, chan: u8, cid: u8) {
+        let Some((rc, mc)) = self.pick_conn(conn) else {
+            return;
+        };
+        let (channel, cid) = self.pick_binding(mc, chan, cid);
+        let r = self.router.leave(rc, &channel, &cid);
+        let m = self.model.leave(mc, &channel, &cid);
+        self.cov.outcome("leave", &r);
+        self.same("leave result", &r, &Ok(m));
+        self.drain("leave", false);
+    }
+
+    /// R15: `track`.
+    fn track(&mut self, conn: u8, chan: u8, key: u8, payload: u8) {
+        let Some((rc, mc)) = self.pick_conn(conn) else {
+            return;
+        };
+        let (channel, _) = self.pick_binding(mc, chan, 0);
+        let key = KEYS[usize::from(key) % KEYS.len()];
+        let payload = PAYLOADS[usize::from(payload) % PAYLOADS.len()].as_bytes();
+        let r = self.router.track(
+            rc,
+            &channel,
+            key,
+            Payload::new(payload.to_vec()),
+            &mut self.entropy,
+        );
+        let m = self.model.track(mc, &channel, key, payload);
+        self.cov.outcome("track", &r);
+        self.same("track result", &r, &m);
+        self.drain("track", false);
+    }
+
+    /// R15: `untrack`.
+    fn untrack(&mut self, conn: u8, chan: u8) {
+        let Some((rc, mc)) = self.pick_conn(conn) else {
+            return;
+        };
+        let (channel, _) = self.pick_binding(mc, chan, 0);
+        let r = self.router.untrack(rc, &channel);
+        self.model.untrack(mc, &channel);
+        self.cov.outcome("untrack", &r);
+        self.same("untrack result", &r, &Ok(()));
+        self.drain("untrack", false);
     }
 
     /// R12.
@@ -1346,7 +1687,7 @@ impl Harness<'_> {
 
     /// R3.
     fn detach(&mut self, inst: u8, stale: u8) {
-        let instance = self.pools.instance(inst);
+        let instance = self.pools.any(inst);
         let mine: Vec<(ConnId, u64)> = self
             .conns
             .iter()
@@ -1568,20 +1909,21 @@ impl Harness<'_> {
 
     /// Compares everything the router exposes about its state.
     fn check_state(&mut self) {
-        for instance in self.pools.instances {
+        let instances: Vec<InstanceId> = self.pools.all_instances().collect();
+        for instance in instances {
             let rb = self.router.bindings(&instance);
             let mb = self.model.bindings(instance);
-            self.same(&format!("bindings of {instance}"), &rb, &mb);
+            self.same_for(|| format!("bindings of {instance}"), &rb, &mb);
             let rc = self.router.connection(&instance);
             let mc = self.model.connection(instance);
-            self.same(
-                &format!("connection of {instance}"),
+            self.same_for(
+                || format!("connection of {instance}"),
                 &rc.map(|c| self.model_conn(c)),
                 &mc,
             );
             if let (Some(rc), Some(mc)) = (rc, mc) {
-                self.same(
-                    &format!("peer of {instance}"),
+                self.same_for(
+                    || format!("peer of {instance}"),
                     &self.router.peer(rc),
                     &self.model.peer(mc),
                 );
@@ -1609,5 +1951,24 @@ impl Harness<'_> {
             &router,
             &model,
         );
+        // R15: every channel's presence, metas in order within a key.
+        for c in 0..self.pools.channels.len() {
+            let channel = &self.pools.channels[c];
+            // Strict: every ref in the state must have been announced in a
+            // diff already (the tracker always gets its own join).
+            let r = self
+                .router
+                .presence_state(channel)
+                .map(|state| self.norm_presences(&state));
+            let m = Ok(self.model.presence_state(&self.pools.channels[c]));
+            self.same_for(
+                || format!("presence_state of {}", self.pools.channels[c]),
+                &r,
+                &m,
+            );
+        }
+        for note in self.model.take_notes() {
+            self.cov.hit(note);
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! A deliberately naive reference model of `tidings_core::router::Router`,
-//! written from the rules R1–R13 in the router's module docs
+//! written from the rules R1–R15 in the router's module docs
 //! (`core/src/router/mod.rs`), not from its code.
 //!
 //! Everything is a `Vec` searched linearly. Each binding stores the user who
@@ -8,7 +8,10 @@
 //! every write ever made (numbered in call order), and R9's "max-merged" /
 //! "ignored when a purge marker strictly newer exists; a purge removes
 //! tombstones no newer than it" are evaluated when a receipt is checked.
-//! Connections are numbered by the model's own counter.
+//! Connections are numbered by the model's own counter, and so are presence
+//! metas: a `phx_ref` is the model's sequential number of the meta (the
+//! harness maps the router's random refs onto them in first-seen order).
+//! Presence (R15) is one flat list of `(channel, stream, key, meta)`.
 //!
 //! Each public method mirrors the router method of the same name and leaves
 //! its outputs in a list drained with [`Model::take_outputs`]. Comments cite
@@ -16,9 +19,12 @@
 //! comment starting "Interpretation" says which reading the model takes.
 //!
 //! Written against the rules as of commit fef0162 (R2's store resync, R5's
-//! delete-always-reports, R9's later-call-wins and R10's re-add tag).
+//! delete-always-reports, R9's later-call-wins and R10's re-add tag); R14
+//! and R15 as of commit c1f5cc7.
 
 pub(crate) mod harness;
+
+use std::collections::BTreeMap;
 
 use tidings_core::router::{Action, BindingKey, Millis, RouterConfig, RouterError};
 use tidings_core::{Channel, Cid, Identity, InstanceId, Payload, Peer, SessionId, UserId};
@@ -37,6 +43,17 @@ pub(crate) struct MReceipt {
 /// A token a client presents: `Some(content)` if this server signed it,
 /// `None` for garbage or a tampered token.
 pub(crate) type MToken = Option<MReceipt>;
+
+/// One presence meta (R15); refs are the model's sequential numbers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct MMeta {
+    pub(crate) phx_ref: u64,
+    pub(crate) phx_ref_prev: Option<u64>,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Key → metas: a channel's presence, or one half of a diff.
+pub(crate) type MPresences = BTreeMap<String, Vec<MMeta>>;
 
 /// One output of the model; connections are the model's own numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +90,13 @@ pub(crate) enum MOut {
     ChannelDown(Channel),
     CommandReady(u64),
     CommandExpired(u64),
+    PresenceDiff {
+        channel: Channel,
+        joins: MPresences,
+        leaves: MPresences,
+        /// Every stream bound to the channel, sorted.
+        recipients: Vec<u64>,
+    },
 }
 
 /// The model's `HandshakeReply` (the id is the caller's).
@@ -255,6 +279,15 @@ struct Stash {
     expires: Millis,
 }
 
+/// A stream's presence on a channel (R15: at most one per stream and channel).
+#[derive(Debug, Clone)]
+struct Tracked {
+    channel: Channel,
+    conn: u64,
+    key: String,
+    meta: MMeta,
+}
+
 #[derive(Debug, Clone)]
 struct Parked {
     instance: InstanceId,
@@ -360,6 +393,21 @@ pub(crate) const NOTES: &[&str] = &[
     "R13 park expired",
     "R13 refresh",
     "R13 refresh skipped",
+    "R14 connect",
+    "R14 join",
+    "R14 join again",
+    "R14 leave",
+    "R14 leave unbound",
+    "R15 track",
+    "R15 identical track",
+    "R15 update",
+    "R15 key change",
+    "R15 untrack",
+    "R15 leave removes meta",
+    "R15 detach removes meta",
+    "R15 supersede removes meta",
+    "R15 diff to nobody",
+    "R15 meta outlives its binding",
 ];
 
 /// The reference model.
@@ -373,6 +421,9 @@ pub(crate) struct Model {
     purges: Vec<Stone>,
     /// Numbers tombstone and purge writes in call order.
     seq: u64,
+    /// R15: every meta, in no particular order.
+    presence: Vec<Tracked>,
+    last_ref: u64,
     out: Vec<MOut>,
     notes: Vec<&'static str>,
 }
@@ -388,6 +439,8 @@ impl Model {
             tombstones: Vec::new(),
             purges: Vec::new(),
             seq: 0,
+            presence: Vec::new(),
+            last_ref: 0,
             out: Vec::new(),
             notes: Vec::new(),
         }
@@ -803,6 +856,11 @@ impl Model {
             let old = core::mem::replace(&mut self.instances[n].conn, conn);
             self.note("R2 supersede");
             self.out.push(MOut::Close { conn: old });
+            // R15: the old stream's metas go, diffed to every stream bound
+            // at this moment (the new one included: it holds the bindings).
+            // Interpretation: "at that moment" is when the old stream is
+            // closed, before R8's drop rule runs for the new identity.
+            self.drop_presence(old, None, "R15 supersede removes meta");
             // The prior bindings stay; the identity becomes the peer's.
             let dropped = self.take_identity(n, peer.session, &peer.user);
             if !dropped.is_empty() {
@@ -895,6 +953,8 @@ impl Model {
             self.unbind(n, &b.channel, &b.cid);
         }
         self.instances.remove(n);
+        // R15: its metas go, diffed to the streams still bound.
+        self.drop_presence(conn, None, "R15 detach removes meta");
     }
 
     // -- R12: parking -----------------------------------------------------------
@@ -1345,6 +1405,222 @@ impl Model {
             }
         }
         self.tombstone(who.clone(), channel, None, now);
+    }
+
+    // -- R14, R15: sockets and presence ---------------------------------------------
+
+    /// R14: an instance attached without a handshake, with no bindings.
+    ///
+    /// Interpretation: "same checks as R2's new-instance path" is the
+    /// per-session tab limit only; nothing else of R2 happens (no refresh is
+    /// scheduled, parked commands stay parked).
+    pub(crate) fn connect(&mut self, peer: &Peer) -> Result<u64, RouterError> {
+        if let Some(n) = self.find(peer.instance) {
+            return Err(if self.instances[n].session == peer.session {
+                RouterError::InstanceInUse
+            } else {
+                RouterError::SessionMismatch
+            });
+        }
+        let tabs = self
+            .instances
+            .iter()
+            .filter(|i| i.session == peer.session)
+            .count();
+        if tabs >= self.cfg.max_instances_per_session {
+            return Err(RouterError::TooManyConnections {
+                max: self.cfg.max_instances_per_session,
+            });
+        }
+        self.note("R14 connect");
+        let conn = self.mint_conn();
+        self.instances.push(Inst {
+            id: peer.instance,
+            conn,
+            session: peer.session,
+            user: peer.user.clone(),
+            bindings: Vec::new(),
+            next_refresh: Millis::MAX,
+        });
+        Ok(conn)
+    }
+
+    /// R14: binds anonymously, no receipt, no tombstone. True if newly bound.
+    pub(crate) fn join(
+        &mut self,
+        conn: u64,
+        channel: &Channel,
+        cid: &Cid,
+    ) -> Result<bool, RouterError> {
+        let n = self.find_conn(conn).ok_or(RouterError::NotAttached)?;
+        if self.is_bound(n, channel, cid) {
+            // R4: a re-add keeps its tag, whatever it is.
+            self.note("R14 join again");
+            return Ok(false);
+        }
+        let held = self.instances[n].bindings.len();
+        if held >= self.cfg.max_bindings_per_instance {
+            return Err(RouterError::TooManyBindings {
+                would_hold: held + 1,
+                max: self.cfg.max_bindings_per_instance,
+            });
+        }
+        self.note("R14 join");
+        self.bind(n, channel, cid, None);
+        Ok(true)
+    }
+
+    /// R14: unbinds without a tombstone; R15: once the stream holds no cid on
+    /// the channel, its meta there goes. True if it was bound; a stale
+    /// stream does nothing.
+    ///
+    /// Interpretation: "leaving the channel's last cid" is checked after
+    /// every leave, so a meta whose binding some other rule removed (see
+    /// "R15 meta outlives its binding") goes at the stream's next leave of
+    /// that channel.
+    pub(crate) fn leave(&mut self, conn: u64, channel: &Channel, cid: &Cid) -> bool {
+        let Some(n) = self.find_conn(conn) else {
+            return false;
+        };
+        let was = self.unbind(n, channel, cid);
+        self.note(if was {
+            "R14 leave"
+        } else {
+            "R14 leave unbound"
+        });
+        if self.cids_on(n, channel).is_empty() {
+            self.drop_presence(conn, Some(channel), "R15 leave removes meta");
+        }
+        was
+    }
+
+    /// R15.
+    ///
+    /// Interpretation: another key is a leave of the old key's meta and a
+    /// join of a fresh meta without `phx_ref_prev` (only an update of the
+    /// same key names the ref it replaces).
+    pub(crate) fn track(
+        &mut self,
+        conn: u64,
+        channel: &Channel,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<(), RouterError> {
+        let n = self.find_conn(conn).ok_or(RouterError::NotAttached)?;
+        if self.cids_on(n, channel).is_empty() {
+            return Err(RouterError::NotJoined);
+        }
+        let old = self
+            .presence
+            .iter()
+            .position(|t| t.channel == *channel && t.conn == conn)
+            .map(|at| self.presence.remove(at));
+        let mut leaves = MPresences::new();
+        let prev = match old {
+            Some(t) if t.key == key && t.meta.payload == payload => {
+                self.note("R15 identical track");
+                self.presence.push(t);
+                return Ok(());
+            }
+            Some(t) => {
+                let prev = (t.key == key).then_some(t.meta.phx_ref);
+                self.note(if prev.is_some() {
+                    "R15 update"
+                } else {
+                    "R15 key change"
+                });
+                leaves.insert(t.key, vec![t.meta]);
+                prev
+            }
+            None => {
+                self.note("R15 track");
+                None
+            }
+        };
+        self.last_ref += 1;
+        let meta = MMeta {
+            phx_ref: self.last_ref,
+            phx_ref_prev: prev,
+            payload: payload.to_vec(),
+        };
+        let mut joins = MPresences::new();
+        joins.insert(key.to_owned(), vec![meta.clone()]);
+        self.presence.push(Tracked {
+            channel: channel.clone(),
+            conn,
+            key: key.to_owned(),
+            meta,
+        });
+        self.publish_presence(channel, joins, leaves);
+        Ok(())
+    }
+
+    /// R15: the stream's meta on the channel goes (nothing if none). The
+    /// stream need not be live or bound.
+    pub(crate) fn untrack(&mut self, conn: u64, channel: &Channel) {
+        self.drop_presence(conn, Some(channel), "R15 untrack");
+    }
+
+    /// R15: removes the stream's metas (on `channel`, or everywhere), one
+    /// diff per channel.
+    fn drop_presence(&mut self, conn: u64, channel: Option<&Channel>, why: &'static str) {
+        let (gone, kept): (Vec<Tracked>, Vec<Tracked>) = core::mem::take(&mut self.presence)
+            .into_iter()
+            .partition(|t| t.conn == conn && channel.is_none_or(|c| t.channel == *c));
+        self.presence = kept;
+        for t in gone {
+            self.note(why);
+            let mut leaves = MPresences::new();
+            leaves.insert(t.key, vec![t.meta]);
+            self.publish_presence(&t.channel, MPresences::new(), leaves);
+        }
+    }
+
+    /// R15: one diff to every stream bound to the channel now; none, no output.
+    fn publish_presence(&mut self, channel: &Channel, joins: MPresences, leaves: MPresences) {
+        let mut recipients: Vec<u64> = (0..self.instances.len())
+            .filter(|&n| !self.cids_on(n, channel).is_empty())
+            .map(|n| self.instances[n].conn)
+            .collect();
+        recipients.sort_unstable();
+        if recipients.is_empty() {
+            self.note("R15 diff to nobody");
+            return;
+        }
+        self.out.push(MOut::PresenceDiff {
+            channel: channel.clone(),
+            joins,
+            leaves,
+            recipients,
+        });
+    }
+
+    /// R15: a channel's presence, key → metas.
+    ///
+    /// Interpretation: within a key, metas are in the order their streams
+    /// were opened (the model's connection numbers), which is what
+    /// `presence_state` documents as stream order.
+    pub(crate) fn presence_state(&mut self, channel: &Channel) -> MPresences {
+        let mut here: Vec<Tracked> = self
+            .presence
+            .iter()
+            .filter(|t| t.channel == *channel)
+            .cloned()
+            .collect();
+        here.sort_by_key(|t| t.conn);
+        let mut state = MPresences::new();
+        for t in here {
+            // Not a rule: R15 lists what removes a meta, and R5, R8, R10 and
+            // R11 unbinding the stream are not among them.
+            if self
+                .find_conn(t.conn)
+                .is_none_or(|n| self.cids_on(n, channel).is_empty())
+            {
+                self.note("R15 meta outlives its binding");
+            }
+            state.entry(t.key).or_default().push(t.meta);
+        }
+        state
     }
 
     // -- R13: time ----------------------------------------------------------------
