@@ -251,7 +251,10 @@ fn a_failed_command_is_an_error_reply_with_a_reason() {
     let reply = wa.expect(|m| m[1] == json!(r));
     assert_eq!(reply[4]["status"], "error");
     assert_eq!(reply[4]["response"]["error"]["code"], "unknown_command");
-    assert_eq!(reply[4]["response"]["status"], 404, "the HTTP status rides along");
+    assert_eq!(
+        reply[4]["response"]["status"], 404,
+        "the HTTP status rides along"
+    );
     assert!(
         reply[4]["response"]["reason"]
             .as_str()
