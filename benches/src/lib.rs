@@ -139,3 +139,4 @@ pub mod router {
 }
 
 pub mod sse;
+pub mod ws;

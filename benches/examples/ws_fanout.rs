@@ -1,0 +1,548 @@
+//! WebSocket fan-out: N joined Phoenix (V2) sockets on loopback, then the
+//! latency from `HubHandle::broadcast_action` to every socket having parsed
+//! the broadcast frame, and a burst for deliveries/s.
+//!
+//! ```sh
+//! cargo run --release -p tidings-benches --example ws_fanout                    # 10 000 clients, if the fds allow
+//! cargo run --release -p tidings-benches --example ws_fanout -- --clients 1000
+//! ```
+//!
+//! Everything runs in one process: the hub and `sse::serve` on `127.0.0.1:0`
+//! (which answers `GET /socket/websocket?vsn=2.0.0` upgrades; each socket is
+//! a task on smol's global executor), and the clients as `smol` tasks on
+//! `Async<TcpStream>`s driven by a small executor of their own
+//! (`--threads`, 2). Each client runs `tungstenite` in client role
+//! (non-blocking, 4 KiB read buffer, `benches/src/ws.rs`), joins
+//! `realtime:room1` and parses every frame it gets with `serde_json`
+//! (`[join_ref, ref, topic, event, payload]`), stamping the time once a
+//! `ping` broadcast is parsed. Clients heartbeat every 25 s.
+//!
+//! Phases:
+//! 1. **Connect**: clients are spawned at once, `--concurrency` (256)
+//!    connecting at a time; the time until each has its join's `ok` reply.
+//! 2. **Rounds** (`--rounds`, 100, spaced `--interval-ms`, 50): take a
+//!    timestamp, `broadcast_action({:realtime, "room1"}, "ping", {"t": round})`,
+//!    wait until all clients parsed it. Per round: time to the last client;
+//!    per delivery: its latency.
+//! 3. **Burst** (`--burst`, 200): that many broadcasts back to back; the
+//!    time until every client parsed all of them gives deliveries/s.
+//! 4. **Shutdown**: `HubHandle::shutdown`; every client must see its socket
+//!    closed.
+//!
+//! The process holds the server's file descriptors (3 per socket) and the
+//! clients' ones (1 each), so the number of clients is lowered to fit
+//! `RLIMIT_NOFILE` (with a note; `--fds-per-client`, 4, sets the divisor).
+//! Exits non-zero if a client fails to connect or join, errs, misses or
+//! duplicates a broadcast (each wait has a deadline).
+
+// Figures are converted to f64 for printing only.
+#![allow(clippy::cast_precision_loss)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tidings_benches::sse::{Server, ms, percentile, raise_nofile_limit};
+use tidings_benches::ws::{HEARTBEAT_EVERY, PhxFrame, connect_joined};
+use tidings_ws::server::topic::realtime_channel;
+
+/// The one topic every client joins.
+const TOPIC: &str = "realtime:room1";
+
+struct Args {
+    clients: usize,
+    rounds: usize,
+    interval: Duration,
+    burst: usize,
+    threads: usize,
+    concurrency: usize,
+    fds_per_client: u64,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        clients: 10_000,
+        rounds: 100,
+        interval: Duration::from_millis(50),
+        burst: 200,
+        threads: 2,
+        concurrency: 256,
+        fds_per_client: 4,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = || -> usize {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| fail(&format!("{flag} needs a number")))
+        };
+        match flag.as_str() {
+            "--clients" => a.clients = num(),
+            "--rounds" => a.rounds = num(),
+            "--interval-ms" => a.interval = Duration::from_millis(num() as u64),
+            "--burst" => a.burst = num(),
+            "--threads" => a.threads = num().max(1),
+            "--concurrency" => a.concurrency = num().max(1),
+            "--fds-per-client" => a.fds_per_client = num().max(1) as u64,
+            _ => fail(&format!(
+                "unknown argument {flag:?}; takes --clients --rounds --interval-ms --burst \
+                 --threads --concurrency --fds-per-client"
+            )),
+        }
+    }
+    if a.clients == 0 || a.rounds == 0 {
+        fail("--clients and --rounds must be positive");
+    }
+    a
+}
+
+fn fail(why: &str) -> ! {
+    eprintln!("FAILED: {why}");
+    std::process::exit(1);
+}
+
+/// What the clients record, indexed by broadcast (`t`) and client.
+struct Shared {
+    base: Instant,
+    clients: usize,
+    broadcasts: usize,
+    /// ns from the connect start until the client's join was answered.
+    joined_at: Vec<AtomicU64>,
+    joined: AtomicUsize,
+    /// `[t * clients + i]`: ns since `base` + 1 when client `i` parsed `t`; 0 = not yet.
+    arrivals: Vec<AtomicU64>,
+    /// Clients that parsed broadcast `t`.
+    counts: Vec<AtomicUsize>,
+    heartbeat_replies: AtomicUsize,
+    /// Frames received after the join, all kinds.
+    frames: AtomicU64,
+    ended: AtomicUsize,
+    failures: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn failed(&self, what: String) {
+        self.failures.lock().expect("failures").push(what);
+    }
+
+    fn first_failures(&self) -> Option<String> {
+        let f = self.failures.lock().expect("failures");
+        (!f.is_empty()).then(|| {
+            let shown: Vec<&str> = f.iter().take(5).map(String::as_str).collect();
+            format!("{} client error(s), first: {}", f.len(), shown.join(" | "))
+        })
+    }
+
+    fn on_frame(&self, i: usize, f: &PhxFrame) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        match (f.topic.as_str(), f.event.as_str()) {
+            (TOPIC, "broadcast") => {
+                let p = &f.payload;
+                let ok = f.join_ref.is_none()
+                    && f.msg_ref.is_none()
+                    && p["type"] == "broadcast"
+                    && p["event"] == "ping";
+                let t = p["payload"]["t"].as_u64().map(|t| t as usize);
+                match t {
+                    Some(t) if ok && t < self.broadcasts => {
+                        let at = self.now() + 1;
+                        let prev = self.arrivals[t * self.clients + i].swap(at, Ordering::Relaxed);
+                        if prev == 0 {
+                            self.counts[t].fetch_add(1, Ordering::Release);
+                        } else {
+                            self.failed(format!("client {i} got broadcast {t} twice"));
+                        }
+                    }
+                    _ => self.failed(format!("client {i}: unexpected broadcast {f:?}")),
+                }
+            }
+            ("phoenix", "phx_reply") if f.payload["status"] == "ok" => {
+                self.heartbeat_replies.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => self.failed(format!("client {i}: unexpected frame {f:?}")),
+        }
+    }
+}
+
+async fn client(
+    i: usize,
+    addr: SocketAddr,
+    sh: Arc<Shared>,
+    start: Instant,
+    gate: Arc<smol::lock::Semaphore>,
+) {
+    let run = async {
+        let permit = gate.acquire().await;
+        let mut c = connect_joined(addr, TOPIC).await?;
+        drop(permit);
+        sh.joined_at[i].store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        sh.joined.fetch_add(1, Ordering::Release);
+        loop {
+            if !c.read_now(|f| sh.on_frame(i, &f))? {
+                return std::io::Result::Ok(());
+            }
+            let beat_at = c.last_sent + HEARTBEAT_EVERY;
+            if Instant::now() >= beat_at {
+                c.send_heartbeat().await?;
+                continue;
+            }
+            smol::future::or(c.readable(), async {
+                smol::Timer::at(beat_at).await;
+                Ok(())
+            })
+            .await?;
+        }
+    };
+    match run.await {
+        Ok(()) => {
+            sh.ended.fetch_add(1, Ordering::Release);
+        }
+        Err(e) => sh.failed(format!("client {i}: {e}")),
+    }
+}
+
+/// Waits until `done()` or the deadline; fails on a client error.
+fn wait(sh: &Shared, what: &str, deadline: Duration, done: impl Fn() -> bool) {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(f) = sh.first_failures() {
+            fail(&format!("{what}: {f}"));
+        }
+        if done() {
+            return;
+        }
+        if Instant::now() >= until {
+            fail(&format!("{what}: not done after {deadline:?}"));
+        }
+        thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// Time on CPU (ns, from `/proc/self/task/*/schedstat`, exact) of this
+/// process's threads, grouped by what they are (from their names).
+fn cpu_by_group() -> BTreeMap<&'static str, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+        let name = read("comm");
+        let ns: u64 = read("schedstat")
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let group = if name.starts_with("bench-client") {
+            "clients (client executor threads)"
+        } else if name.starts_with("smol-") {
+            "server: socket tasks (smol global executor)"
+        } else if name.starts_with("tidings-hub") {
+            "server: hub"
+        } else if name.starts_with("tidings-http") {
+            "server: HTTP workers"
+        } else if name.starts_with("async-io") {
+            "async-io reactor (server and clients)"
+        } else {
+            "main (polling the counters), tiny_http accept"
+        };
+        *out.entry(group).or_default() += ns;
+    }
+    out
+}
+
+fn print_cpu(
+    label: &str,
+    before: &BTreeMap<&'static str, u64>,
+    after: &BTreeMap<&'static str, u64>,
+    wall: Duration,
+    deliveries: usize,
+) {
+    println!();
+    println!(
+        "CPU time by thread group during {label} ({:.2} s wall, 2 cores = {:.2} CPU-s, {deliveries} deliveries):",
+        wall.as_secs_f64(),
+        2.0 * wall.as_secs_f64()
+    );
+    println!();
+    println!("| Threads | CPU-s | Share of 2 cores | µs per delivery |");
+    println!("|---------|------:|-----------------:|----------------:|");
+    let mut total = 0.0;
+    for (group, &ns) in after {
+        let used = ns.saturating_sub(before.get(group).copied().unwrap_or(0)) as f64 / 1e9;
+        total += used;
+        println!(
+            "| {group} | {used:.2} | {:.0}% | {:.2} |",
+            100.0 * used / (2.0 * wall.as_secs_f64()),
+            used * 1e6 / deliveries.max(1) as f64
+        );
+    }
+    println!(
+        "| **total** | {total:.2} | {:.0}% | {:.2} |",
+        100.0 * total / (2.0 * wall.as_secs_f64()),
+        total * 1e6 / deliveries.max(1) as f64
+    );
+}
+
+fn status_of_this_process(key: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn fds_of_this_process() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+#[allow(clippy::too_many_lines)]
+fn main() {
+    let mut args = parse_args();
+    let (soft, hard) =
+        raise_nofile_limit().unwrap_or_else(|e| fail(&format!("RLIMIT_NOFILE: {e}")));
+    // Server: 3 fds per socket (tiny_http's read and write halves, kept by the
+    // upgraded stream, and the raw clone the task uses); client: 1.
+    let fit = usize::try_from(
+        soft.saturating_sub(128 + 2 * args.concurrency as u64) / args.fds_per_client,
+    )
+    .expect("fits");
+    let wanted = args.clients;
+    args.clients = args.clients.min(fit);
+    let n = args.clients;
+    if n == 0 {
+        fail(&format!("RLIMIT_NOFILE {soft} leaves no room for clients"));
+    }
+
+    let fds_before = fds_of_this_process();
+    let server = Server::start(None).unwrap_or_else(|e| fail(&format!("server: {e}")));
+    let addr = server.addr();
+    let channel = realtime_channel("room1").unwrap_or_else(|e| fail(&format!("channel: {e}")));
+    let broadcasts = args.rounds + args.burst;
+    let sh = Arc::new(Shared {
+        base: Instant::now(),
+        clients: n,
+        broadcasts,
+        joined_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        joined: AtomicUsize::new(0),
+        arrivals: (0..broadcasts * n).map(|_| AtomicU64::new(0)).collect(),
+        counts: (0..broadcasts).map(|_| AtomicUsize::new(0)).collect(),
+        heartbeat_replies: AtomicUsize::new(0),
+        frames: AtomicU64::new(0),
+        ended: AtomicUsize::new(0),
+        failures: Mutex::new(Vec::new()),
+    });
+
+    let ex = Arc::new(smol::Executor::<'static>::new());
+    let (stop, stopped) = smol::channel::unbounded::<()>();
+    let client_threads: Vec<_> = (0..args.threads)
+        .map(|k| {
+            let ex = ex.clone();
+            let stopped = stopped.clone();
+            thread::Builder::new()
+                .name(format!("bench-client-{k}"))
+                .spawn(move || smol::block_on(ex.run(stopped.recv())))
+                .expect("spawning a client thread")
+        })
+        .collect();
+
+    println!(
+        "WS fan-out: {n} clients on {addr} joined to {TOPIC}, {} client executor thread(s), \
+         {} round(s) every {:?}, burst of {}",
+        args.threads, args.rounds, args.interval, args.burst
+    );
+    println!(
+        "RLIMIT_NOFILE soft {soft} / hard {hard}; SMOL_THREADS {}",
+        std::env::var("SMOL_THREADS").unwrap_or_else(|_| "unset (1 thread)".into())
+    );
+    if n < wanted {
+        println!(
+            "Clients: {n} (asked for {wanted}: server and clients share this process, \
+             {} fds per client, and RLIMIT_NOFILE is {soft})",
+            args.fds_per_client
+        );
+    }
+
+    // Phase 1: connect and join.
+    let gate = Arc::new(smol::lock::Semaphore::new(args.concurrency));
+    let start = Instant::now();
+    for i in 0..n {
+        ex.spawn(client(i, addr, sh.clone(), start, gate.clone()))
+            .detach();
+    }
+    wait(&sh, "connect", Duration::from_secs(120), || {
+        sh.joined.load(Ordering::Acquire) == n
+    });
+    let mut joined: Vec<u64> = sh
+        .joined_at
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .collect();
+    joined.sort_unstable();
+    let all_joined = *joined.last().expect("n > 0");
+    let threads_joined = status_of_this_process("Threads:");
+    let rss_joined = status_of_this_process("VmRSS:");
+    let fds_joined = fds_of_this_process();
+    thread::sleep(Duration::from_millis(500));
+
+    // Phase 2: spaced rounds.
+    let cpu_rounds = cpu_by_group();
+    let rounds_wall = Instant::now();
+    let mut round_start = Vec::with_capacity(args.rounds);
+    for r in 0..args.rounds {
+        let t0 = sh.now();
+        round_start.push(t0);
+        server
+            .handle
+            .broadcast_action(&channel, "ping", &json!({"t": r}))
+            .unwrap_or_else(|e| fail(&format!("broadcast {r}: {e}")));
+        wait(&sh, &format!("round {r}"), Duration::from_secs(20), || {
+            sh.counts[r].load(Ordering::Acquire) == n
+        });
+        let next = Duration::from_nanos(t0) + args.interval;
+        if let Some(left) = next.checked_sub(sh.base.elapsed()) {
+            thread::sleep(left);
+        }
+    }
+    let rounds_wall = rounds_wall.elapsed();
+    let cpu_after_rounds = cpu_by_group();
+
+    // Phase 3: a burst, back to back.
+    let burst_wall = Instant::now();
+    let burst_start = sh.now();
+    for k in 0..args.burst {
+        let t = args.rounds + k;
+        server
+            .handle
+            .broadcast_action(&channel, "ping", &json!({"t": t}))
+            .unwrap_or_else(|e| fail(&format!("burst broadcast {k}: {e}")));
+    }
+    let burst_sent = sh.now() - burst_start;
+    wait(&sh, "burst", Duration::from_secs(120), || {
+        (args.rounds..broadcasts).all(|t| sh.counts[t].load(Ordering::Acquire) == n)
+    });
+    let burst_wall = burst_wall.elapsed();
+    let cpu_after_burst = cpu_by_group();
+
+    // Close: every client must see its socket closed.
+    let frames = sh.frames.load(Ordering::Relaxed);
+    let heartbeat_replies = sh.heartbeat_replies.load(Ordering::Relaxed);
+    server.stop();
+    wait(&sh, "shutdown", Duration::from_secs(20), || {
+        sh.ended.load(Ordering::Acquire) == n
+    });
+    drop(stop);
+    for t in client_threads {
+        let _ = t.join();
+    }
+
+    // Figures.
+    let arrival = |t: usize, i: usize| sh.arrivals[t * n + i].load(Ordering::Relaxed) - 1;
+    let mut to_last = Vec::with_capacity(args.rounds);
+    let mut to_first = Vec::with_capacity(args.rounds);
+    let mut deliveries = Vec::with_capacity(args.rounds * n);
+    for (r, &t0) in round_start.iter().enumerate() {
+        let lat: Vec<u64> = (0..n).map(|i| arrival(r, i) - t0).collect();
+        to_last.push(*lat.iter().max().expect("n > 0"));
+        to_first.push(*lat.iter().min().expect("n > 0"));
+        deliveries.extend(lat);
+    }
+    to_last.sort_unstable();
+    to_first.sort_unstable();
+    deliveries.sort_unstable();
+    let burst_end = (args.rounds..broadcasts)
+        .flat_map(|t| (0..n).map(move |i| (t, i)))
+        .map(|(t, i)| arrival(t, i))
+        .max()
+        .unwrap_or(burst_start);
+    let burst_ns = burst_end - burst_start;
+    let burst_deliveries = (args.burst * n) as f64;
+
+    println!();
+    println!(
+        "Connect ({n} clients, {} connecting at a time; until the join's ok reply):",
+        args.concurrency
+    );
+    println!();
+    println!("| p50 | p99 | last (all joined) | threads | VmRSS | fds (server + clients) |");
+    println!("|----:|----:|------------------:|--------:|------:|-----------------------:|");
+    println!(
+        "| {} | {} | {} | {threads_joined} | {rss_joined} | {} ({:.2} per client) |",
+        ms(percentile(&joined, 50)),
+        ms(percentile(&joined, 99)),
+        ms(all_joined),
+        fds_joined,
+        (fds_joined - fds_before) as f64 / n as f64
+    );
+    println!();
+    println!(
+        "Rounds ({} broadcasts, {:?} apart; from `broadcast_action` to the frame's JSON parsed):",
+        args.rounds, args.interval
+    );
+    println!();
+    println!("| Measure | p50 | p99 | max |");
+    println!("|---------|----:|----:|----:|");
+    for (name, xs) in [
+        (format!("time to the last of {n} clients"), &to_last),
+        (format!("time to the first of {n} clients"), &to_first),
+        (
+            format!("per delivery ({} deliveries)", deliveries.len()),
+            &deliveries,
+        ),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} |",
+            ms(percentile(xs, 50)),
+            ms(percentile(xs, 99)),
+            ms(*xs.last().expect("non-empty"))
+        );
+    }
+    let p50_last = percentile(&to_last, 50);
+    println!();
+    println!(
+        "Deliveries/s within a round ({n} / p50 time to last): {:.0}",
+        n as f64 / (p50_last as f64 / 1e9)
+    );
+    println!(
+        "Burst: {} broadcasts back to back (queued in {}) = {} deliveries in {} -> {:.0} deliveries/s",
+        args.burst,
+        ms(burst_sent),
+        args.burst * n,
+        ms(burst_ns),
+        burst_deliveries / (burst_ns as f64 / 1e9)
+    );
+    println!(
+        "Frames parsed by the clients after joining: {frames}; heartbeat replies: {heartbeat_replies}"
+    );
+    print_cpu(
+        "the rounds",
+        &cpu_rounds,
+        &cpu_after_rounds,
+        rounds_wall,
+        args.rounds * n,
+    );
+    print_cpu(
+        "the burst",
+        &cpu_after_rounds,
+        &cpu_after_burst,
+        burst_wall,
+        args.burst * n,
+    );
+    println!();
+    println!(
+        "Report: broadcast_action -> last of {n} WS clients parsed: p50 {}, p99 {}; burst {:.0} deliveries/s",
+        ms(p50_last),
+        ms(percentile(&to_last, 99)),
+        burst_deliveries / (burst_ns as f64 / 1e9)
+    );
+}
