@@ -475,7 +475,7 @@ impl Hub {
     }
 
     /// Fan-out to sockets joined to a `{:realtime, name}` channel: one
-    /// shared frame for all of them. Returns the recipients it took.
+    /// shared frame for all of them.
     pub(crate) fn ws_fanout(
         &mut self,
         channel: &Channel,

@@ -392,23 +392,25 @@ impl PhoenixSocket {
         if m.join_ref.is_some() && m.join_ref != joined.join_ref {
             return; // stale: a message for an earlier join of this topic
         }
-        let joined = joined.clone();
+        // Borrowed, not cloned: this runs for every push (broadcasts).
         match (m.event.as_str(), &joined.kind) {
-            ("phx_leave", kind) => {
-                self.topics.remove(&topic);
+            ("phx_leave", _) => {
+                let Some(joined) = self.topics.remove(&topic) else {
+                    return;
+                };
                 let to = ReplyTo {
                     join_ref: joined.join_ref.clone(),
                     ..to
                 };
                 out.push(self.reply(&to, true, "{}"));
                 out.push(self.close_step(&topic, joined.join_ref.as_deref()));
-                out.push(Step::hub(Request::Leave { kind: kind.clone() }));
+                out.push(Step::hub(Request::Leave { kind: joined.kind }));
             }
             ("broadcast", TopicKind::Realtime(channel)) => {
-                self.broadcast(&joined, channel, to, payload, out);
+                self.broadcast(joined, channel, to, payload, out);
             }
             ("presence", TopicKind::Realtime(channel)) => {
-                self.presence(&joined, channel, to, payload, out);
+                self.presence(joined, channel, to, payload, out);
             }
             ("access_token", kind) => {
                 let token = serde_json::from_str::<TokenJson>(payload)
@@ -418,14 +420,11 @@ impl PhoenixSocket {
                 if token.starts_with("sb_") || joined.token.as_deref() == Some(token.as_str()) {
                     return;
                 }
+                let kind = kind.clone();
                 if let Some(j) = self.topics.get_mut(&topic) {
                     j.token = Some(token.clone());
                 }
-                out.push(Step::hub(Request::AccessToken {
-                    to,
-                    kind: kind.clone(),
-                    token,
-                }));
+                out.push(Step::hub(Request::AccessToken { to, kind, token }));
             }
             ("command", TopicKind::Instance(instance)) => out.push(Step::hub(Request::Command {
                 to,
