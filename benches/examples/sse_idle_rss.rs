@@ -36,97 +36,22 @@
 //! `--connection-close` sends `Connection: close` on the events request, which
 //! makes tiny_http stop reading the connection (and close the dup) as soon as
 //! it has handed the request over.
-// The counting allocator implements the `unsafe` `GlobalAlloc` trait.
-#![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tidings_benches::child::{
+    Counting, Sample, ServerProcess, diagnose, fail, kib, per, print_full, row, row_header, sample,
+    serve_child, sysctl,
+};
 use tidings_benches::sse::{EventStream, OpenOptions, Server, open_stream, raise_nofile_limit};
-
-/// `System`, counting live bytes and blocks, and apart those of blocks of
-/// at least [`BIG`] bytes.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static BLOCKS: AtomicUsize = AtomicUsize::new(0);
-static LIVE_BIG: AtomicUsize = AtomicUsize::new(0);
-static BLOCKS_BIG: AtomicUsize = AtomicUsize::new(0);
-/// Blocks this large are counted apart (the per-stream outbound queues).
-const BIG: usize = 16 * 1024;
-
-fn count_in(size: usize) {
-    LIVE.fetch_add(size, Ordering::Relaxed);
-    BLOCKS.fetch_add(1, Ordering::Relaxed);
-    if size >= BIG {
-        LIVE_BIG.fetch_add(size, Ordering::Relaxed);
-        BLOCKS_BIG.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-fn count_out(size: usize) {
-    LIVE.fetch_sub(size, Ordering::Relaxed);
-    BLOCKS.fetch_sub(1, Ordering::Relaxed);
-    if size >= BIG {
-        LIVE_BIG.fetch_sub(size, Ordering::Relaxed);
-        BLOCKS_BIG.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees carry over; the counters are atomics
-// and never affect what is returned.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as our caller's.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            count_in(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as our caller's.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            count_in(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with `layout` (we forward
-        // every allocation to it).
-        unsafe { System.dealloc(ptr, layout) };
-        count_out(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as our caller's; `ptr` came from `System`.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            count_out(layout.size());
-            count_in(new_size);
-        }
-        p
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn fail(why: &str) -> ! {
-    eprintln!("FAILED: {why}");
-    std::process::exit(1);
-}
 
 struct Args {
     server: bool,
@@ -178,275 +103,11 @@ fn parse_args() -> Args {
     a
 }
 
-/// The child: serve until stdin closes; answer `heap` lines.
+/// The child: serve until stdin closes; answer `heap` and `hist` lines.
 fn run_server(args: &Args) -> ! {
     let server = Server::start(args.read_timeout.map(Duration::from_secs))
         .unwrap_or_else(|e| fail(&format!("server: {e}")));
-    let mut out = std::io::stdout();
-    writeln!(out, "LISTENING {}", server.addr()).expect("stdout");
-    out.flush().expect("stdout");
-    for line in std::io::stdin().lock().lines() {
-        match line {
-            Ok(l) if l.trim() == "heap" => {
-                let _ = writeln!(
-                    out,
-                    "HEAP {} {} {} {}",
-                    LIVE.load(Ordering::Relaxed),
-                    BLOCKS.load(Ordering::Relaxed),
-                    LIVE_BIG.load(Ordering::Relaxed),
-                    BLOCKS_BIG.load(Ordering::Relaxed)
-                );
-                let _ = out.flush();
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    std::process::exit(0);
-}
-
-/// The server child process.
-struct ServerProcess {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    pid: u32,
-}
-
-impl ServerProcess {
-    fn start(read_timeout: Option<u64>) -> (Self, SocketAddr) {
-        let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-        cmd.arg("--server");
-        if let Some(t) = read_timeout {
-            cmd.args(["--read-timeout", &t.to_string()]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| fail(&format!("starting the server process: {e}")));
-        let mut p = Self {
-            pid: child.id(),
-            stdin: child.stdin.take(),
-            stdout: BufReader::new(child.stdout.take().expect("piped stdout")),
-            child,
-        };
-        let line = p
-            .line()
-            .unwrap_or_else(|| fail("the server process said nothing"));
-        let addr = line
-            .strip_prefix("LISTENING ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| fail(&format!("server said {line:?}")));
-        (p, addr)
-    }
-
-    fn line(&mut self) -> Option<String> {
-        let mut line = String::new();
-        match self.stdout.read_line(&mut line) {
-            Ok(n) if n > 0 => Some(line.trim().to_owned()),
-            _ => None,
-        }
-    }
-
-    /// Live heap: (bytes, blocks, bytes in big blocks, big blocks).
-    fn heap(&mut self) -> Option<[u64; 4]> {
-        writeln!(self.stdin.as_mut()?, "heap").ok()?;
-        let line = self.line()?;
-        let nums: Vec<u64> = line
-            .strip_prefix("HEAP ")?
-            .split(' ')
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        nums.try_into().ok()
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn stop(mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.exited().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// One look at the server process.
-#[derive(Debug, Clone, Default)]
-struct Sample {
-    streams: usize,
-    rss_kib: u64,
-    anon_kib: u64,
-    pte_kib: u64,
-    threads: u64,
-    fds: u64,
-    vmas: u64,
-    /// `KernelStack` of `/proc/meminfo`: system-wide, not in any RSS.
-    kstack_kib: u64,
-    /// Live heap bytes, blocks, bytes in blocks ≥ 16 KiB, such blocks.
-    heap: [u64; 4],
-    /// (thread name, kernel wait channel) → threads (full samples only).
-    by_name: BTreeMap<(String, String), u64>,
-    /// Anonymous mapping size in KiB → (count, total Rss KiB) (full samples only).
-    maps: BTreeMap<u64, (u64, u64)>,
-}
-
-fn status_value(status: &str, key: &str) -> u64 {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn sample(server: &mut ServerProcess, streams: usize, full: bool) -> Option<Sample> {
-    let pid = server.pid;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let mut s = Sample {
-        streams,
-        rss_kib: status_value(&status, "VmRSS:"),
-        anon_kib: status_value(&status, "RssAnon:"),
-        pte_kib: status_value(&status, "VmPTE:"),
-        threads: status_value(&status, "Threads:"),
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
-        vmas: std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            .map_or(0, |m| m.lines().count() as u64),
-        kstack_kib: std::fs::read_to_string("/proc/meminfo")
-            .map_or(0, |m| status_value(&m, "KernelStack:")),
-        heap: server.heap()?,
-        ..Sample::default()
-    };
-    if !full {
-        return Some(s);
-    }
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            let read = |f: &str| {
-                std::fs::read_to_string(t.path().join(f))
-                    .map(|v| v.trim().to_owned())
-                    .unwrap_or_default()
-            };
-            let name = read("comm");
-            // Worker threads are numbered; one row for all of them.
-            let name = if name.starts_with("tidings-http-") {
-                "tidings-http-*".to_owned()
-            } else {
-                name
-            };
-            *s.by_name.entry((name, read("wchan"))).or_default() += 1;
-        }
-    }
-    // Anonymous mappings grouped by size: thread stacks stand out.
-    if let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) {
-        let mut size = 0;
-        let mut anon = false;
-        for line in smaps.lines() {
-            let mut f = line.split_whitespace();
-            let first = f.next().unwrap_or_default();
-            if first.contains('-') && !first.ends_with(':') {
-                // A mapping header: range perms offset dev inode [path].
-                anon = f.nth(4).is_none();
-            } else if first == "Size:" {
-                size = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            } else if first == "Rss:" && anon {
-                let rss: u64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-                let e = s.maps.entry(size).or_default();
-                e.0 += 1;
-                e.1 += rss;
-            }
-        }
-    }
-    Some(s)
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn per(now: u64, then: u64, n: usize) -> f64 {
-    (now as f64 - then as f64) / n.max(1) as f64
-}
-
-fn kib(k: f64) -> String {
-    format!("{k:.1} KiB")
-}
-
-fn row_header() {
-    println!(
-        "| Streams | VmRSS | RssAnon | VmPTE | Live heap (in blocks ≥ 16 KiB) | Threads | fds | VMAs |"
-    );
-    println!(
-        "|--------:|------:|--------:|------:|-------------------------------:|--------:|----:|-----:|"
-    );
-}
-
-fn row(s: &Sample) {
-    println!(
-        "| {} | {} KiB | {} KiB | {} KiB | {} KiB ({} KiB in {} blocks) | {} | {} | {} |",
-        s.streams,
-        s.rss_kib,
-        s.anon_kib,
-        s.pte_kib,
-        s.heap[0] / 1024,
-        s.heap[2] / 1024,
-        s.heap[3],
-        s.threads,
-        s.fds,
-        s.vmas
-    );
-}
-
-fn print_full(label: &str, s: &Sample, base: &Sample) {
-    let k = s.streams;
-    println!("### {label}");
-    println!();
-    println!(
-        "Per stream (vs baseline): VmRSS {}, RssAnon {}, VmPTE {}, live heap {} \
-         ({} in blocks ≥ 16 KiB), {:.2} heap blocks, {:.2} threads, {:.2} fds, {:.2} VMAs",
-        kib(per(s.rss_kib, base.rss_kib, k)),
-        kib(per(s.anon_kib, base.anon_kib, k)),
-        kib(per(s.pte_kib, base.pte_kib, k)),
-        kib(per(s.heap[0], base.heap[0], k) / 1024.0),
-        kib(per(s.heap[2], base.heap[2], k) / 1024.0),
-        per(s.heap[1], base.heap[1], k),
-        per(s.threads, base.threads, k),
-        per(s.fds, base.fds, k),
-        per(s.vmas, base.vmas, k),
-    );
-    println!(
-        "Kernel stacks (system-wide `KernelStack` in /proc/meminfo, not part of any RSS; \
-         other processes on the machine move it too): {} per stream",
-        kib(per(s.kstack_kib, base.kstack_kib, k))
-    );
-    println!();
-    row_header();
-    row(s);
-    println!();
-    println!("| Thread name | Kernel wait channel | Threads |");
-    println!("|-------------|---------------------|--------:|");
-    for ((name, wchan), n) in &s.by_name {
-        println!("| {name} | {wchan} | {n} |");
-    }
-    println!();
-    println!("Anonymous mappings, grouped by size (sizes with at least 100):");
-    println!();
-    println!("| Mapping size | Count | Rss total | Rss per mapping |");
-    println!("|-------------:|------:|----------:|----------------:|");
-    for (size, (count, rss)) in &s.maps {
-        if *count >= 100 {
-            println!(
-                "| {size} KiB | {count} | {rss} KiB | {} |",
-                kib(per(*rss, 0, usize::try_from(*count).expect("fits")))
-            );
-        }
-    }
-    println!();
+    serve_child(server.addr())
 }
 
 /// Opens `count` more streams, `concurrency` at a time.
@@ -514,28 +175,6 @@ fn check_open(streams: &Mutex<Vec<EventStream>>) -> (usize, BTreeMap<String, usi
     (closed, events)
 }
 
-fn sysctl(name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/sys/{name}"))
-        .map_or_else(|_| "?".into(), |v| v.trim().to_owned())
-}
-
-/// Explains a failure to open streams, including the server's fate.
-fn diagnose(server: &mut ServerProcess, why: &str, last: &Sample) -> ! {
-    thread::sleep(Duration::from_millis(500));
-    let fate = match server.exited() {
-        Some(status) => format!("the server process died ({status})"),
-        None => "the server process is still alive".into(),
-    };
-    fail(&format!(
-        "{why}; {fate}. Last sample: {} streams, {} threads, {} VMAs (vm.max_map_count = {}), {} fds",
-        last.streams,
-        last.threads,
-        last.vmas,
-        sysctl("vm/max_map_count"),
-        last.fds
-    ));
-}
-
 #[allow(clippy::too_many_lines)]
 fn main() {
     let mut args = parse_args();
@@ -561,7 +200,12 @@ fn main() {
     let k = args.streams;
     let read_timeout = args.read_timeout.unwrap_or(30);
 
-    let (mut server, addr) = ServerProcess::start(args.read_timeout);
+    let (mut server, addr) = ServerProcess::start(
+        &args
+            .read_timeout
+            .map(|t| vec!["--read-timeout".to_owned(), t.to_string()])
+            .unwrap_or_default(),
+    );
     println!("SSE idle streams: server pid {} on {addr}", server.pid);
     println!(
         "RLIMIT_NOFILE soft {soft} / hard {hard} (both processes); vm.max_map_count {}; \
@@ -599,7 +243,7 @@ fn main() {
     };
     thread::sleep(Duration::from_secs(1));
     let base = sample(&mut server, 0, true).unwrap_or_else(|| fail("the server died"));
-    row_header();
+    row_header("stream");
     row(&base);
     let started = Instant::now();
     let mut first_step: Option<Sample> = None;
@@ -608,11 +252,11 @@ fn main() {
     while open < k {
         let n = args.step.min(k - open);
         if let Err(e) = open_streams(&ex, addr, opts, n, args.concurrency, &streams) {
-            diagnose(&mut server, &e, &last);
+            diagnose(&mut server, &e, &last, "stream");
         }
         open += n;
         last = sample(&mut server, open, false)
-            .unwrap_or_else(|| diagnose(&mut server, "sampling failed", &last));
+            .unwrap_or_else(|| diagnose(&mut server, "sampling failed", &last, "stream"));
         row(&last);
         first_step.get_or_insert_with(|| last.clone());
     }
@@ -623,19 +267,15 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     let first_step = first_step.expect("k > 0");
-    let marginal = if k > first_step.streams {
-        Some(per(
-            last.rss_kib,
-            first_step.rss_kib,
-            k - first_step.streams,
-        ))
+    let marginal = if k > first_step.n {
+        Some(per(last.rss_kib, first_step.rss_kib, k - first_step.n))
     } else {
         None
     };
     if let Some(m) = marginal {
         println!(
             "Marginal VmRSS per stream, {} → {k} streams: {}",
-            first_step.streams,
+            first_step.n,
             kib(m)
         );
     }
@@ -647,6 +287,7 @@ fn main() {
         &format!("{k} streams open, idle {} s", args.idle),
         &idle,
         &base,
+        "stream",
     );
 
     let mut after = None;
@@ -664,6 +305,7 @@ fn main() {
             &format!("{k} streams, each idle over {} s", read_timeout + 5),
             &s,
             &base,
+            "stream",
         );
         after = Some(s);
     }

@@ -138,5 +138,6 @@ pub mod router {
     }
 }
 
+pub mod child;
 pub mod sse;
 pub mod ws;
