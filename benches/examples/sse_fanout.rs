@@ -33,13 +33,13 @@
 // Figures are converted to f64 for printing only.
 #![allow(clippy::cast_precision_loss)]
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tidings_benches::load::{cpu_by_group, print_cpu, status_of_this_process};
 use tidings_benches::sse::{Event, OpenOptions, ROOM, Server, ms, open_stream, percentile};
 
 struct Args {
@@ -198,70 +198,18 @@ fn wait(sh: &Shared, what: &str, deadline: Duration, done: impl Fn() -> bool) {
     }
 }
 
-/// Time on CPU (ns, from `/proc/self/task/*/schedstat`, which is exact
-/// where `stat`'s tick-sampled utime/stime miss short-running threads) of
-/// this process's threads, grouped by what they are (from their names).
-fn cpu_by_group() -> BTreeMap<&'static str, u64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
-        let name = read("comm");
-        let ns: u64 = read("schedstat")
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let group = if name.starts_with("bench-client") {
-            "subscribers (client executor threads)"
-        } else if name.starts_with("tidings-sse-wri") {
-            "server: SSE writer threads"
-        } else if name.starts_with("tidings-hub") {
-            "server: hub"
-        } else if name.starts_with("tidings-http") {
-            "server: HTTP workers"
-        } else {
-            "main, tiny_http accept and connection threads, async-io"
-        };
-        *out.entry(group).or_default() += ns;
+fn thread_group(name: &str) -> &'static str {
+    if name.starts_with("bench-client") {
+        "subscribers (client executor threads)"
+    } else if name.starts_with("tidings-sse-wri") {
+        "server: SSE writer threads"
+    } else if name.starts_with("tidings-hub") {
+        "server: hub"
+    } else if name.starts_with("tidings-http") {
+        "server: HTTP workers"
+    } else {
+        "main, tiny_http accept and connection threads, async-io"
     }
-    out
-}
-
-fn print_cpu(
-    label: &str,
-    before: &BTreeMap<&'static str, u64>,
-    after: &BTreeMap<&'static str, u64>,
-    wall: Duration,
-) {
-    println!();
-    println!(
-        "CPU time by thread group during {label} ({:.2} s wall, 2 cores = {:.2} CPU-s):",
-        wall.as_secs_f64(),
-        2.0 * wall.as_secs_f64()
-    );
-    println!();
-    println!("| Threads | CPU-s | Share of 2 cores |");
-    println!("|---------|------:|-----------------:|");
-    for (group, &ticks) in after {
-        let used = ticks.saturating_sub(before.get(group).copied().unwrap_or(0)) as f64 / 1e9;
-        println!(
-            "| {group} | {used:.2} | {:.0}% |",
-            100.0 * used / (2.0 * wall.as_secs_f64())
-        );
-    }
-}
-
-fn threads_of_this_process() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().to_owned()))
-        })
-        .unwrap_or_else(|| "?".into())
 }
 
 #[allow(clippy::too_many_lines)]
@@ -328,11 +276,11 @@ fn main() {
         .collect();
     connect.sort_unstable();
     let all_streaming = *connect.last().expect("n > 0");
-    let threads_streaming = threads_of_this_process();
+    let threads_streaming = status_of_this_process("Threads:");
     thread::sleep(Duration::from_millis(500));
 
     // Phase 2: spaced rounds.
-    let cpu_rounds = cpu_by_group();
+    let cpu_rounds = cpu_by_group(thread_group);
     let chunks_before = sh.chunks.load(Ordering::Relaxed);
     let rounds_wall = Instant::now();
     let mut round_start = Vec::with_capacity(args.rounds);
@@ -353,7 +301,7 @@ fn main() {
     }
 
     let rounds_wall = rounds_wall.elapsed();
-    let cpu_after_rounds = cpu_by_group();
+    let cpu_after_rounds = cpu_by_group(thread_group);
     let chunks_rounds = sh.chunks.load(Ordering::Relaxed);
 
     // Phase 3: a burst, back to back.
@@ -371,7 +319,7 @@ fn main() {
     });
 
     let burst_wall = burst_wall.elapsed();
-    let cpu_after_burst = cpu_by_group();
+    let cpu_after_burst = cpu_by_group(thread_group);
     let chunks_burst = sh.chunks.load(Ordering::Relaxed);
 
     // Close the streams: every subscriber must see the stream end cleanly.
@@ -462,8 +410,20 @@ fn main() {
         (chunks_rounds - chunks_before) as f64 / (args.rounds * n) as f64,
         (chunks_burst - chunks_rounds) as f64 / burst_deliveries
     );
-    print_cpu("the rounds", &cpu_rounds, &cpu_after_rounds, rounds_wall);
-    print_cpu("the burst", &cpu_after_rounds, &cpu_after_burst, burst_wall);
+    print_cpu(
+        "the rounds",
+        &cpu_rounds,
+        &cpu_after_rounds,
+        rounds_wall,
+        args.rounds * n,
+    );
+    print_cpu(
+        "the burst",
+        &cpu_after_rounds,
+        &cpu_after_burst,
+        burst_wall,
+        args.burst * n,
+    );
     println!();
     let connect_ok = all_streaming <= 5_000_000_000;
     println!(

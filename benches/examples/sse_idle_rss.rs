@@ -39,7 +39,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -48,6 +47,7 @@ use tidings_benches::child::{
     Counting, Sample, ServerProcess, diagnose, fail, kib, per, print_full, row, row_header, sample,
     serve_child, sysctl,
 };
+use tidings_benches::load::open_all;
 use tidings_benches::sse::{EventStream, OpenOptions, Server, open_stream, raise_nofile_limit};
 
 #[global_allocator]
@@ -117,46 +117,14 @@ fn open_streams(
     opts: OpenOptions,
     count: usize,
     concurrency: usize,
-    out: &Arc<Mutex<Vec<EventStream>>>,
+    out: &Mutex<Vec<EventStream>>,
 ) -> Result<(), String> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let tasks: Vec<_> = (0..concurrency.min(count))
-        .map(|_| {
-            let (next, errors, out) = (next.clone(), errors.clone(), out.clone());
-            ex.spawn(async move {
-                while next.fetch_add(1, Ordering::Relaxed) < count {
-                    match open_stream(addr, opts).await {
-                        Ok(s) => out.lock().expect("streams").push(s),
-                        Err(e) => {
-                            errors.lock().expect("errors").push(e.to_string());
-                            return;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    let all = async {
-        for t in tasks {
-            t.await;
-        }
-        true
-    };
-    let done = smol::block_on(ex.run(smol::future::or(all, async {
-        smol::Timer::after(Duration::from_secs(60)).await;
-        false
-    })));
-    let errors = errors.lock().expect("errors");
-    if let Some(e) = errors.first() {
-        return Err(format!(
-            "{} stream(s) failed to open, first: {e}",
-            errors.len()
-        ));
-    }
-    if !done {
-        return Err("opening the streams took over 60 s".into());
-    }
+    let opened = open_all(ex, count, concurrency, "stream", move |_| {
+        open_stream(addr, opts)
+    })?;
+    out.lock()
+        .expect("streams")
+        .extend(opened.into_iter().map(|(_, s)| s));
     Ok(())
 }
 

@@ -38,7 +38,6 @@
 // Figures are converted to f64 for printing only.
 #![allow(clippy::cast_precision_loss)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +45,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tidings_benches::load::{cpu_by_group, print_cpu, status_of_this_process};
 use tidings_benches::sse::{Server, ms, percentile, raise_nofile_limit};
 use tidings_benches::ws::{HEARTBEAT_EVERY, PhxFrame, connect_joined};
 use tidings_ws::server::topic::realtime_channel;
@@ -226,80 +226,20 @@ fn wait(sh: &Shared, what: &str, deadline: Duration, done: impl Fn() -> bool) {
     }
 }
 
-/// Time on CPU (ns, from `/proc/self/task/*/schedstat`, exact) of this
-/// process's threads, grouped by what they are (from their names).
-fn cpu_by_group() -> BTreeMap<&'static str, u64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
-        let name = read("comm");
-        let ns: u64 = read("schedstat")
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let group = if name.starts_with("bench-client") {
-            "clients (client executor threads)"
-        } else if name.starts_with("smol-") {
-            "server: socket tasks (smol global executor)"
-        } else if name.starts_with("tidings-hub") {
-            "server: hub"
-        } else if name.starts_with("tidings-http") {
-            "server: HTTP workers"
-        } else if name.starts_with("async-io") {
-            "async-io reactor (server and clients)"
-        } else {
-            "main (polling the counters), tiny_http accept"
-        };
-        *out.entry(group).or_default() += ns;
+fn thread_group(name: &str) -> &'static str {
+    if name.starts_with("bench-client") {
+        "clients (client executor threads)"
+    } else if name.starts_with("smol-") {
+        "server: socket tasks (smol global executor)"
+    } else if name.starts_with("tidings-hub") {
+        "server: hub"
+    } else if name.starts_with("tidings-http") {
+        "server: HTTP workers"
+    } else if name.starts_with("async-io") {
+        "async-io reactor (server and clients)"
+    } else {
+        "main (polling the counters), tiny_http accept"
     }
-    out
-}
-
-fn print_cpu(
-    label: &str,
-    before: &BTreeMap<&'static str, u64>,
-    after: &BTreeMap<&'static str, u64>,
-    wall: Duration,
-    deliveries: usize,
-) {
-    println!();
-    println!(
-        "CPU time by thread group during {label} ({:.2} s wall, 2 cores = {:.2} CPU-s, {deliveries} deliveries):",
-        wall.as_secs_f64(),
-        2.0 * wall.as_secs_f64()
-    );
-    println!();
-    println!("| Threads | CPU-s | Share of 2 cores | µs per delivery |");
-    println!("|---------|------:|-----------------:|----------------:|");
-    let mut total = 0.0;
-    for (group, &ns) in after {
-        let used = ns.saturating_sub(before.get(group).copied().unwrap_or(0)) as f64 / 1e9;
-        total += used;
-        println!(
-            "| {group} | {used:.2} | {:.0}% | {:.2} |",
-            100.0 * used / (2.0 * wall.as_secs_f64()),
-            used * 1e6 / deliveries.max(1) as f64
-        );
-    }
-    println!(
-        "| **total** | {total:.2} | {:.0}% | {:.2} |",
-        100.0 * total / (2.0 * wall.as_secs_f64()),
-        total * 1e6 / deliveries.max(1) as f64
-    );
-}
-
-fn status_of_this_process(key: &str) -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
-        })
-        .unwrap_or_else(|| "?".into())
 }
 
 fn fds_of_this_process() -> usize {
@@ -396,7 +336,7 @@ fn main() {
     thread::sleep(Duration::from_millis(500));
 
     // Phase 2: spaced rounds.
-    let cpu_rounds = cpu_by_group();
+    let cpu_rounds = cpu_by_group(thread_group);
     let rounds_wall = Instant::now();
     let mut round_start = Vec::with_capacity(args.rounds);
     for r in 0..args.rounds {
@@ -415,7 +355,7 @@ fn main() {
         }
     }
     let rounds_wall = rounds_wall.elapsed();
-    let cpu_after_rounds = cpu_by_group();
+    let cpu_after_rounds = cpu_by_group(thread_group);
 
     // Phase 3: a burst, back to back.
     let burst_wall = Instant::now();
@@ -432,7 +372,7 @@ fn main() {
         (args.rounds..broadcasts).all(|t| sh.counts[t].load(Ordering::Acquire) == n)
     });
     let burst_wall = burst_wall.elapsed();
-    let cpu_after_burst = cpu_by_group();
+    let cpu_after_burst = cpu_by_group(thread_group);
 
     // Close: every client must see its socket closed.
     let frames = sh.frames.load(Ordering::Relaxed);

@@ -51,6 +51,7 @@ use tidings_benches::child::{
     Counting, Sample, ServerProcess, diagnose, fail, kib, per, print_full, row, row_header, sample,
     serve_child, sysctl,
 };
+use tidings_benches::load::open_all;
 use tidings_benches::sse::{Server, raise_nofile_limit};
 use tidings_benches::ws::{HEARTBEAT_EVERY, WsClient, connect_joined};
 
@@ -187,55 +188,12 @@ fn open_sockets(
     addr: SocketAddr,
     count: usize,
     concurrency: usize,
-    out: &Arc<Mutex<Vec<Option<WsClient>>>>,
+    out: &Mutex<Vec<Option<WsClient>>>,
 ) -> Result<(), String> {
     let first = out.lock().expect("clients").len();
-    let next = Arc::new(AtomicUsize::new(0));
-    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let opened = Arc::new(Mutex::new(Vec::with_capacity(count)));
-    let tasks: Vec<_> = (0..concurrency.min(count))
-        .map(|_| {
-            let (next, errors, opened) = (next.clone(), errors.clone(), opened.clone());
-            ex.spawn(async move {
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= count {
-                        return;
-                    }
-                    let i = first + k;
-                    match connect_joined(addr, &format!("realtime:room{}", i % 100)).await {
-                        Ok(c) => opened.lock().expect("opened").push((i, c)),
-                        Err(e) => {
-                            errors.lock().expect("errors").push(e.to_string());
-                            return;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    let all = async {
-        for t in tasks {
-            t.await;
-        }
-        true
-    };
-    let done = smol::block_on(ex.run(smol::future::or(all, async {
-        smol::Timer::after(Duration::from_secs(60)).await;
-        false
-    })));
-    let errors = errors.lock().expect("errors");
-    if let Some(e) = errors.first() {
-        return Err(format!(
-            "{} socket(s) failed to open, first: {e}",
-            errors.len()
-        ));
-    }
-    if !done {
-        return Err("opening the sockets took over 60 s".into());
-    }
-    let mut opened = std::mem::take(&mut *opened.lock().expect("opened"));
-    opened.sort_by_key(|(i, _)| *i);
+    let opened = open_all(ex, count, concurrency, "socket", move |k| async move {
+        connect_joined(addr, &format!("realtime:room{}", (first + k) % 100)).await
+    })?;
     out.lock()
         .expect("clients")
         .extend(opened.into_iter().map(|(_, c)| Some(c)));

@@ -139,5 +139,6 @@ pub mod router {
 }
 
 pub mod child;
+pub mod load;
 pub mod sse;
 pub mod ws;
