@@ -33,13 +33,15 @@
 // Figures are converted to f64 for printing only.
 #![allow(clippy::cast_precision_loss)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tidings_benches::load::{cpu_by_group, print_cpu, status_of_this_process};
+use tidings_benches::child::fail;
+use tidings_benches::fanout::{Deliveries, Figures, PhasePlan, run_phases};
+use tidings_benches::load::{print_cpu, status_of_this_process};
 use tidings_benches::sse::{Event, OpenOptions, ROOM, Server, ms, open_stream, percentile};
 
 struct Args {
@@ -82,74 +84,28 @@ fn parse_args() -> Args {
     a
 }
 
-fn fail(why: &str) -> ! {
-    eprintln!("FAILED: {why}");
-    std::process::exit(1);
-}
-
-/// What the subscribers record, indexed by broadcast (`t`) and subscriber.
+/// What the subscribers record: deliveries, plus SSE-specific counters.
 struct Shared {
-    base: Instant,
-    clients: usize,
-    broadcasts: usize,
-    /// ns from the connect start until the subscriber was streaming.
-    streaming_at: Vec<AtomicU64>,
-    streaming: AtomicUsize,
-    /// `[t * clients + i]`: ns since `base` + 1 when subscriber `i` parsed `t`; 0 = not yet.
-    arrivals: Vec<AtomicU64>,
-    /// Subscribers that parsed broadcast `t`.
-    counts: Vec<AtomicUsize>,
+    d: Deliveries,
     heartbeats: AtomicUsize,
     /// Chunks received by all subscribers after their preamble: the
     /// server's writes.
     chunks: AtomicU64,
     ended: AtomicUsize,
-    failures: Mutex<Vec<String>>,
 }
 
 impl Shared {
-    fn now(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-
-    fn failed(&self, what: String) {
-        self.failures.lock().expect("failures").push(what);
-    }
-
-    fn first_failures(&self) -> Option<String> {
-        let f = self.failures.lock().expect("failures");
-        (!f.is_empty()).then(|| {
-            let shown: Vec<&str> = f.iter().take(5).map(String::as_str).collect();
-            format!(
-                "{} subscriber error(s), first: {}",
-                f.len(),
-                shown.join(" | ")
-            )
-        })
-    }
-
     fn on_event(&self, i: usize, e: &Event) {
         match e.name.as_str() {
             "broadcast" => {
                 let ok = e.data["action"] == "ping" && e.data["cids"] == json!(["page"]);
                 let t = e.data["params"]["t"].as_u64().map(|t| t as usize);
-                match t {
-                    Some(t) if ok && t < self.broadcasts => {
-                        let at = self.now() + 1;
-                        let prev = self.arrivals[t * self.clients + i].swap(at, Ordering::Relaxed);
-                        if prev == 0 {
-                            self.counts[t].fetch_add(1, Ordering::Release);
-                        } else {
-                            self.failed(format!("subscriber {i} got broadcast {t} twice"));
-                        }
-                    }
-                    _ => self.failed(format!("subscriber {i}: unexpected broadcast {}", e.data)),
-                }
+                self.d.arrive(i, t.filter(|_| ok), || e.data.to_string());
             }
             "heartbeat" => {
                 self.heartbeats.fetch_add(1, Ordering::Relaxed);
             }
-            other => self.failed(format!(
+            other => self.d.failed(format!(
                 "subscriber {i}: unexpected event {other}: {}",
                 e.data
             )),
@@ -160,8 +116,7 @@ impl Shared {
 async fn subscriber(i: usize, addr: std::net::SocketAddr, sh: Arc<Shared>, start: Instant) {
     let run = async {
         let mut stream = open_stream(addr, OpenOptions::default()).await?;
-        sh.streaming_at[i].store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        sh.streaming.fetch_add(1, Ordering::Release);
+        sh.d.mark_ready(i, start);
         for e in stream.take_early() {
             sh.on_event(i, &e);
         }
@@ -177,24 +132,7 @@ async fn subscriber(i: usize, addr: std::net::SocketAddr, sh: Arc<Shared>, start
         Ok(()) => {
             sh.ended.fetch_add(1, Ordering::Release);
         }
-        Err(e) => sh.failed(format!("subscriber {i}: {e}")),
-    }
-}
-
-/// Waits until `done()` or the deadline; fails on a subscriber error.
-fn wait(sh: &Shared, what: &str, deadline: Duration, done: impl Fn() -> bool) {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(f) = sh.first_failures() {
-            fail(&format!("{what}: {f}"));
-        }
-        if done() {
-            return;
-        }
-        if Instant::now() >= until {
-            fail(&format!("{what}: not done after {deadline:?}"));
-        }
-        thread::sleep(Duration::from_micros(500));
+        Err(e) => sh.d.failed(format!("subscriber {i}: {e}")),
     }
 }
 
@@ -230,17 +168,10 @@ fn main() {
     let addr = server.addr();
     let broadcasts = args.rounds + args.burst;
     let sh = Arc::new(Shared {
-        base: Instant::now(),
-        clients: n,
-        broadcasts,
-        streaming_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        streaming: AtomicUsize::new(0),
-        arrivals: (0..broadcasts * n).map(|_| AtomicU64::new(0)).collect(),
-        counts: (0..broadcasts).map(|_| AtomicUsize::new(0)).collect(),
+        d: Deliveries::new(n, broadcasts, "subscriber"),
         heartbeats: AtomicUsize::new(0),
         chunks: AtomicU64::new(0),
         ended: AtomicUsize::new(0),
-        failures: Mutex::new(Vec::new()),
     });
 
     let ex = Arc::new(smol::Executor::<'static>::new());
@@ -266,66 +197,37 @@ fn main() {
     for i in 0..n {
         ex.spawn(subscriber(i, addr, sh.clone(), start)).detach();
     }
-    wait(&sh, "connect", Duration::from_secs(60), || {
-        sh.streaming.load(Ordering::Acquire) == n
-    });
-    let mut connect: Vec<u64> = sh
-        .streaming_at
-        .iter()
-        .map(|a| a.load(Ordering::Relaxed))
-        .collect();
-    connect.sort_unstable();
+    sh.d.wait("connect", Duration::from_secs(60), || sh.d.ready() == n);
+    let connect = sh.d.connect_times();
     let all_streaming = *connect.last().expect("n > 0");
     let threads_streaming = status_of_this_process("Threads:");
     thread::sleep(Duration::from_millis(500));
 
-    // Phase 2: spaced rounds.
-    let cpu_rounds = cpu_by_group(thread_group);
-    let chunks_before = sh.chunks.load(Ordering::Relaxed);
-    let rounds_wall = Instant::now();
-    let mut round_start = Vec::with_capacity(args.rounds);
-    for r in 0..args.rounds {
-        let t0 = sh.now();
-        round_start.push(t0);
-        server
-            .handle
-            .broadcast_action(ROOM, "ping", &json!({"t": r}))
-            .unwrap_or_else(|e| fail(&format!("broadcast {r}: {e}")));
-        wait(&sh, &format!("round {r}"), Duration::from_secs(10), || {
-            sh.counts[r].load(Ordering::Acquire) == n
-        });
-        let next = Duration::from_nanos(t0) + args.interval;
-        if let Some(left) = next.checked_sub(sh.base.elapsed()) {
-            thread::sleep(left);
-        }
-    }
-
-    let rounds_wall = rounds_wall.elapsed();
-    let cpu_after_rounds = cpu_by_group(thread_group);
-    let chunks_rounds = sh.chunks.load(Ordering::Relaxed);
-
-    // Phase 3: a burst, back to back.
-    let burst_wall = Instant::now();
-    let burst_start = sh.now();
-    for k in 0..args.burst {
-        let t = args.rounds + k;
-        server
-            .handle
-            .broadcast_action(ROOM, "ping", &json!({"t": t}))
-            .unwrap_or_else(|e| fail(&format!("burst broadcast {k}: {e}")));
-    }
-    wait(&sh, "burst", Duration::from_secs(60), || {
-        (args.rounds..broadcasts).all(|t| sh.counts[t].load(Ordering::Acquire) == n)
-    });
-
-    let burst_wall = burst_wall.elapsed();
-    let cpu_after_burst = cpu_by_group(thread_group);
-    let chunks_burst = sh.chunks.load(Ordering::Relaxed);
+    // Phases 2 and 3: spaced rounds, then a burst.
+    let plan = PhasePlan {
+        rounds: args.rounds,
+        interval: args.interval,
+        burst: args.burst,
+        round_limit: Duration::from_secs(10),
+        burst_limit: Duration::from_secs(60),
+    };
+    let phases = run_phases(
+        &sh.d,
+        &plan,
+        thread_group,
+        || sh.chunks.load(Ordering::Relaxed),
+        |t| {
+            server
+                .handle
+                .broadcast_action(ROOM, "ping", &json!({"t": t}))
+                .map_err(|e| e.to_string())
+        },
+    );
 
     // Close the streams: every subscriber must see the stream end cleanly.
     let heartbeats = sh.heartbeats.load(Ordering::Relaxed);
     server.stop();
-    wait(&sh, "shutdown", Duration::from_secs(10), || {
+    sh.d.wait("shutdown", Duration::from_secs(10), || {
         sh.ended.load(Ordering::Acquire) == n
     });
     drop(stop);
@@ -334,26 +236,8 @@ fn main() {
     }
 
     // Figures.
-    let arrival = |t: usize, i: usize| sh.arrivals[t * n + i].load(Ordering::Relaxed) - 1;
-    let mut to_last = Vec::with_capacity(args.rounds);
-    let mut to_first = Vec::with_capacity(args.rounds);
-    let mut deliveries = Vec::with_capacity(args.rounds * n);
-    for (r, &t0) in round_start.iter().enumerate() {
-        let lat: Vec<u64> = (0..n).map(|i| arrival(r, i) - t0).collect();
-        to_last.push(*lat.iter().max().expect("n > 0"));
-        to_first.push(*lat.iter().min().expect("n > 0"));
-        deliveries.extend(lat);
-    }
-    to_last.sort_unstable();
-    to_first.sort_unstable();
-    deliveries.sort_unstable();
-    let burst_end = (args.rounds..broadcasts)
-        .flat_map(|t| (0..n).map(move |i| (t, i)))
-        .map(|(t, i)| arrival(t, i))
-        .max()
-        .unwrap_or(burst_start);
-    let burst_ns = burst_end - burst_start;
-    let burst_deliveries = (args.burst * n) as f64;
+    let fig = Figures::of(&sh.d, &phases, args.burst);
+    let [chunks_before, chunks_rounds, chunks_burst] = phases.counter;
 
     println!();
     println!("Connect ({n} subscribers spawned at once; until head + `retry:` preamble read):");
@@ -372,35 +256,13 @@ fn main() {
         args.rounds, args.interval
     );
     println!();
-    println!("| Measure | p50 | p99 | max |");
-    println!("|---------|----:|----:|----:|");
-    for (name, xs) in [
-        (format!("time to the last of {n} subscribers"), &to_last),
-        (format!("time to the first of {n} subscribers"), &to_first),
-        (
-            format!("per delivery ({} deliveries)", deliveries.len()),
-            &deliveries,
-        ),
-    ] {
-        println!(
-            "| {name} | {} | {} | {} |",
-            ms(percentile(xs, 50)),
-            ms(percentile(xs, 99)),
-            ms(*xs.last().expect("non-empty"))
-        );
-    }
-    let p50_last = percentile(&to_last, 50);
-    println!();
-    println!(
-        "Deliveries/s within a round ({n} / p50 time to last): {:.0}",
-        n as f64 / (p50_last as f64 / 1e9)
-    );
+    fig.print_rounds(n, "subscriber");
     println!(
         "Burst: {} broadcasts back to back = {} deliveries in {} -> {:.0} deliveries/s",
         args.burst,
         args.burst * n,
-        ms(burst_ns),
-        burst_deliveries / (burst_ns as f64 / 1e9)
+        ms(fig.burst_ns),
+        fig.burst_rate()
     );
     println!(
         "Threads in this process while streaming (server + clients): {threads_streaming}; heartbeats seen: {heartbeats}"
@@ -408,20 +270,20 @@ fn main() {
     println!(
         "Server writes (HTTP chunks) per delivery: rounds {:.3}, burst {:.3}",
         (chunks_rounds - chunks_before) as f64 / (args.rounds * n) as f64,
-        (chunks_burst - chunks_rounds) as f64 / burst_deliveries
+        (chunks_burst - chunks_rounds) as f64 / fig.burst_deliveries as f64
     );
     print_cpu(
         "the rounds",
-        &cpu_rounds,
-        &cpu_after_rounds,
-        rounds_wall,
+        &phases.cpu[0],
+        &phases.cpu[1],
+        phases.rounds_wall,
         args.rounds * n,
     );
     print_cpu(
         "the burst",
-        &cpu_after_rounds,
-        &cpu_after_burst,
-        burst_wall,
+        &phases.cpu[1],
+        &phases.cpu[2],
+        phases.burst_wall,
         args.burst * n,
     );
     println!();
@@ -433,7 +295,7 @@ fn main() {
     );
     println!(
         "Report: broadcast_action -> last of {n} subscribers parsed: p50 {}, p99 {}",
-        ms(p50_last),
-        ms(percentile(&to_last, 99))
+        ms(percentile(&fig.to_last, 50)),
+        ms(percentile(&fig.to_last, 99))
     );
 }

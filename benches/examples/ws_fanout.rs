@@ -39,13 +39,15 @@
 #![allow(clippy::cast_precision_loss)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tidings_benches::load::{cpu_by_group, print_cpu, status_of_this_process};
+use tidings_benches::child::fail;
+use tidings_benches::fanout::{Deliveries, Figures, PhasePlan, run_phases};
+use tidings_benches::load::{print_cpu, status_of_this_process};
 use tidings_benches::sse::{Server, ms, percentile, raise_nofile_limit};
 use tidings_benches::ws::{HEARTBEAT_EVERY, PhxFrame, connect_joined};
 use tidings_ws::server::topic::realtime_channel;
@@ -100,47 +102,16 @@ fn parse_args() -> Args {
     a
 }
 
-fn fail(why: &str) -> ! {
-    eprintln!("FAILED: {why}");
-    std::process::exit(1);
-}
-
-/// What the clients record, indexed by broadcast (`t`) and client.
+/// What the clients record: deliveries, plus WS-specific counters.
 struct Shared {
-    base: Instant,
-    clients: usize,
-    broadcasts: usize,
-    /// ns from the connect start until the client's join was answered.
-    joined_at: Vec<AtomicU64>,
-    joined: AtomicUsize,
-    /// `[t * clients + i]`: ns since `base` + 1 when client `i` parsed `t`; 0 = not yet.
-    arrivals: Vec<AtomicU64>,
-    /// Clients that parsed broadcast `t`.
-    counts: Vec<AtomicUsize>,
+    d: Deliveries,
     heartbeat_replies: AtomicUsize,
     /// Frames received after the join, all kinds.
     frames: AtomicU64,
     ended: AtomicUsize,
-    failures: Mutex<Vec<String>>,
 }
 
 impl Shared {
-    fn now(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-
-    fn failed(&self, what: String) {
-        self.failures.lock().expect("failures").push(what);
-    }
-
-    fn first_failures(&self) -> Option<String> {
-        let f = self.failures.lock().expect("failures");
-        (!f.is_empty()).then(|| {
-            let shown: Vec<&str> = f.iter().take(5).map(String::as_str).collect();
-            format!("{} client error(s), first: {}", f.len(), shown.join(" | "))
-        })
-    }
-
     fn on_frame(&self, i: usize, f: &PhxFrame) {
         self.frames.fetch_add(1, Ordering::Relaxed);
         match (f.topic.as_str(), f.event.as_str()) {
@@ -151,23 +122,12 @@ impl Shared {
                     && p["type"] == "broadcast"
                     && p["event"] == "ping";
                 let t = p["payload"]["t"].as_u64().map(|t| t as usize);
-                match t {
-                    Some(t) if ok && t < self.broadcasts => {
-                        let at = self.now() + 1;
-                        let prev = self.arrivals[t * self.clients + i].swap(at, Ordering::Relaxed);
-                        if prev == 0 {
-                            self.counts[t].fetch_add(1, Ordering::Release);
-                        } else {
-                            self.failed(format!("client {i} got broadcast {t} twice"));
-                        }
-                    }
-                    _ => self.failed(format!("client {i}: unexpected broadcast {f:?}")),
-                }
+                self.d.arrive(i, t.filter(|_| ok), || format!("{f:?}"));
             }
             ("phoenix", "phx_reply") if f.payload["status"] == "ok" => {
                 self.heartbeat_replies.fetch_add(1, Ordering::Relaxed);
             }
-            _ => self.failed(format!("client {i}: unexpected frame {f:?}")),
+            _ => self.d.failed(format!("client {i}: unexpected frame {f:?}")),
         }
     }
 }
@@ -183,8 +143,7 @@ async fn client(
         let permit = gate.acquire().await;
         let mut c = connect_joined(addr, TOPIC).await?;
         drop(permit);
-        sh.joined_at[i].store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        sh.joined.fetch_add(1, Ordering::Release);
+        sh.d.mark_ready(i, start);
         loop {
             if !c.read_now(|f| sh.on_frame(i, &f))? {
                 return std::io::Result::Ok(());
@@ -205,24 +164,7 @@ async fn client(
         Ok(()) => {
             sh.ended.fetch_add(1, Ordering::Release);
         }
-        Err(e) => sh.failed(format!("client {i}: {e}")),
-    }
-}
-
-/// Waits until `done()` or the deadline; fails on a client error.
-fn wait(sh: &Shared, what: &str, deadline: Duration, done: impl Fn() -> bool) {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(f) = sh.first_failures() {
-            fail(&format!("{what}: {f}"));
-        }
-        if done() {
-            return;
-        }
-        if Instant::now() >= until {
-            fail(&format!("{what}: not done after {deadline:?}"));
-        }
-        thread::sleep(Duration::from_micros(500));
+        Err(e) => sh.d.failed(format!("client {i}: {e}")),
     }
 }
 
@@ -270,17 +212,10 @@ fn main() {
     let channel = realtime_channel("room1").unwrap_or_else(|e| fail(&format!("channel: {e}")));
     let broadcasts = args.rounds + args.burst;
     let sh = Arc::new(Shared {
-        base: Instant::now(),
-        clients: n,
-        broadcasts,
-        joined_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        joined: AtomicUsize::new(0),
-        arrivals: (0..broadcasts * n).map(|_| AtomicU64::new(0)).collect(),
-        counts: (0..broadcasts).map(|_| AtomicUsize::new(0)).collect(),
+        d: Deliveries::new(n, broadcasts, "client"),
         heartbeat_replies: AtomicUsize::new(0),
         frames: AtomicU64::new(0),
         ended: AtomicUsize::new(0),
-        failures: Mutex::new(Vec::new()),
     });
 
     let ex = Arc::new(smol::Executor::<'static>::new());
@@ -320,65 +255,40 @@ fn main() {
         ex.spawn(client(i, addr, sh.clone(), start, gate.clone()))
             .detach();
     }
-    wait(&sh, "connect", Duration::from_secs(120), || {
-        sh.joined.load(Ordering::Acquire) == n
-    });
-    let mut joined: Vec<u64> = sh
-        .joined_at
-        .iter()
-        .map(|a| a.load(Ordering::Relaxed))
-        .collect();
-    joined.sort_unstable();
+    sh.d.wait("connect", Duration::from_secs(120), || sh.d.ready() == n);
+    let joined = sh.d.connect_times();
     let all_joined = *joined.last().expect("n > 0");
     let threads_joined = status_of_this_process("Threads:");
     let rss_joined = status_of_this_process("VmRSS:");
     let fds_joined = fds_of_this_process();
     thread::sleep(Duration::from_millis(500));
 
-    // Phase 2: spaced rounds.
-    let cpu_rounds = cpu_by_group(thread_group);
-    let rounds_wall = Instant::now();
-    let mut round_start = Vec::with_capacity(args.rounds);
-    for r in 0..args.rounds {
-        let t0 = sh.now();
-        round_start.push(t0);
-        server
-            .handle
-            .broadcast_action(&channel, "ping", &json!({"t": r}))
-            .unwrap_or_else(|e| fail(&format!("broadcast {r}: {e}")));
-        wait(&sh, &format!("round {r}"), Duration::from_secs(20), || {
-            sh.counts[r].load(Ordering::Acquire) == n
-        });
-        let next = Duration::from_nanos(t0) + args.interval;
-        if let Some(left) = next.checked_sub(sh.base.elapsed()) {
-            thread::sleep(left);
-        }
-    }
-    let rounds_wall = rounds_wall.elapsed();
-    let cpu_after_rounds = cpu_by_group(thread_group);
-
-    // Phase 3: a burst, back to back.
-    let burst_wall = Instant::now();
-    let burst_start = sh.now();
-    for k in 0..args.burst {
-        let t = args.rounds + k;
-        server
-            .handle
-            .broadcast_action(&channel, "ping", &json!({"t": t}))
-            .unwrap_or_else(|e| fail(&format!("burst broadcast {k}: {e}")));
-    }
-    let burst_sent = sh.now() - burst_start;
-    wait(&sh, "burst", Duration::from_secs(120), || {
-        (args.rounds..broadcasts).all(|t| sh.counts[t].load(Ordering::Acquire) == n)
-    });
-    let burst_wall = burst_wall.elapsed();
-    let cpu_after_burst = cpu_by_group(thread_group);
+    // Phases 2 and 3: spaced rounds, then a burst.
+    let plan = PhasePlan {
+        rounds: args.rounds,
+        interval: args.interval,
+        burst: args.burst,
+        round_limit: Duration::from_secs(20),
+        burst_limit: Duration::from_secs(120),
+    };
+    let phases = run_phases(
+        &sh.d,
+        &plan,
+        thread_group,
+        || sh.frames.load(Ordering::Relaxed),
+        |t| {
+            server
+                .handle
+                .broadcast_action(&channel, "ping", &json!({"t": t}))
+                .map_err(|e| e.to_string())
+        },
+    );
 
     // Close: every client must see its socket closed.
     let frames = sh.frames.load(Ordering::Relaxed);
     let heartbeat_replies = sh.heartbeat_replies.load(Ordering::Relaxed);
     server.stop();
-    wait(&sh, "shutdown", Duration::from_secs(20), || {
+    sh.d.wait("shutdown", Duration::from_secs(20), || {
         sh.ended.load(Ordering::Acquire) == n
     });
     drop(stop);
@@ -387,26 +297,7 @@ fn main() {
     }
 
     // Figures.
-    let arrival = |t: usize, i: usize| sh.arrivals[t * n + i].load(Ordering::Relaxed) - 1;
-    let mut to_last = Vec::with_capacity(args.rounds);
-    let mut to_first = Vec::with_capacity(args.rounds);
-    let mut deliveries = Vec::with_capacity(args.rounds * n);
-    for (r, &t0) in round_start.iter().enumerate() {
-        let lat: Vec<u64> = (0..n).map(|i| arrival(r, i) - t0).collect();
-        to_last.push(*lat.iter().max().expect("n > 0"));
-        to_first.push(*lat.iter().min().expect("n > 0"));
-        deliveries.extend(lat);
-    }
-    to_last.sort_unstable();
-    to_first.sort_unstable();
-    deliveries.sort_unstable();
-    let burst_end = (args.rounds..broadcasts)
-        .flat_map(|t| (0..n).map(move |i| (t, i)))
-        .map(|(t, i)| arrival(t, i))
-        .max()
-        .unwrap_or(burst_start);
-    let burst_ns = burst_end - burst_start;
-    let burst_deliveries = (args.burst * n) as f64;
+    let fig = Figures::of(&sh.d, &phases, args.burst);
 
     println!();
     println!(
@@ -430,59 +321,37 @@ fn main() {
         args.rounds, args.interval
     );
     println!();
-    println!("| Measure | p50 | p99 | max |");
-    println!("|---------|----:|----:|----:|");
-    for (name, xs) in [
-        (format!("time to the last of {n} clients"), &to_last),
-        (format!("time to the first of {n} clients"), &to_first),
-        (
-            format!("per delivery ({} deliveries)", deliveries.len()),
-            &deliveries,
-        ),
-    ] {
-        println!(
-            "| {name} | {} | {} | {} |",
-            ms(percentile(xs, 50)),
-            ms(percentile(xs, 99)),
-            ms(*xs.last().expect("non-empty"))
-        );
-    }
-    let p50_last = percentile(&to_last, 50);
-    println!();
-    println!(
-        "Deliveries/s within a round ({n} / p50 time to last): {:.0}",
-        n as f64 / (p50_last as f64 / 1e9)
-    );
+    fig.print_rounds(n, "client");
     println!(
         "Burst: {} broadcasts back to back (queued in {}) = {} deliveries in {} -> {:.0} deliveries/s",
         args.burst,
-        ms(burst_sent),
+        ms(phases.burst_sent),
         args.burst * n,
-        ms(burst_ns),
-        burst_deliveries / (burst_ns as f64 / 1e9)
+        ms(fig.burst_ns),
+        fig.burst_rate()
     );
     println!(
         "Frames parsed by the clients after joining: {frames}; heartbeat replies: {heartbeat_replies}"
     );
     print_cpu(
         "the rounds",
-        &cpu_rounds,
-        &cpu_after_rounds,
-        rounds_wall,
+        &phases.cpu[0],
+        &phases.cpu[1],
+        phases.rounds_wall,
         args.rounds * n,
     );
     print_cpu(
         "the burst",
-        &cpu_after_rounds,
-        &cpu_after_burst,
-        burst_wall,
+        &phases.cpu[1],
+        &phases.cpu[2],
+        phases.burst_wall,
         args.burst * n,
     );
     println!();
     println!(
         "Report: broadcast_action -> last of {n} WS clients parsed: p50 {}, p99 {}; burst {:.0} deliveries/s",
-        ms(p50_last),
-        ms(percentile(&to_last, 99)),
-        burst_deliveries / (burst_ns as f64 / 1e9)
+        ms(percentile(&fig.to_last, 50)),
+        ms(percentile(&fig.to_last, 99)),
+        fig.burst_rate()
     );
 }

@@ -139,6 +139,7 @@ pub mod router {
 }
 
 pub mod child;
+pub mod fanout;
 pub mod load;
 pub mod sse;
 pub mod ws;
