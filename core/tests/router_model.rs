@@ -851,6 +851,17 @@ fn track(conn: u8, key: u8, payload: u8) -> Op {
     }
 }
 
+/// A page instance that tracks (only sockets do in practice) and loses the
+/// binding to an R5 delete: R15 does not remove the meta (noted, not a rule).
+fn r15_meta_outlives_an_r5_delete() -> Vec<Op> {
+    vec![
+        connect(0, 0),
+        command(0, 0, vec![FxOp::Put(0)]),
+        track(live(0), 0, 0),
+        command(0, 0, vec![FxOp::Delete(0)]),
+    ]
+}
+
 fn r14_r15_sockets() -> Vec<Op> {
     vec![
         // Live streams: 0 = socket 0 (session 0), 1 = socket 1 (session 1).
@@ -885,9 +896,8 @@ fn r14_r15_sockets() -> Vec<Op> {
             chan: pool_chan(3),
             cid: 0,
         },
-        // R10 unbinds socket 1 (instance 13): its meta stays (not a rule
-        // that removes it); its next leave of the channel removes it, with
-        // nobody left to tell.
+        // R10 unbinds socket 1 (instance 13), its only cid there: its meta
+        // goes with it, with nobody left to tell; a leave then finds nothing.
         track(live(1), 1, 2),
         Op::Unsubscribe {
             who: IdSel::Instance(13),
@@ -968,10 +978,10 @@ fn r14_r15_sockets_join_leave_and_presence() {
             "R15 key change",
             "R15 untrack",
             "R15 leave removes meta",
+            "R15 R10 unsubscribe removes meta",
             "R15 detach removes meta",
             "R15 supersede removes meta",
             "R15 diff to nobody",
-            "R15 meta outlives its binding",
             "connect (socket): Err InstanceInUse",
             "connect (socket): Err SessionMismatch",
             "connect (socket): Err TooManyConnections",
@@ -999,6 +1009,7 @@ fn hand_written_sequences_reach_every_noted_situation() {
         r11_pages(),
         r12_r13_time(),
         r14_r15_sockets(),
+        r15_meta_outlives_an_r5_delete(),
     ] {
         cov.merge(&run(&seq));
     }

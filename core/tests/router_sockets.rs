@@ -634,15 +634,10 @@ fn presence_state_lists_every_key_with_its_metas_in_stream_order() {
     ));
 }
 
-/// R15 lists what removes a meta: `untrack`, leaving the channel's last
-/// cid, detach and supersede. A binding removed any other way (R10's
-/// `unsubscribe_all` here, also R5/R11 deletes and R8 drops) leaves the
-/// meta behind: every stream on the channel keeps seeing a presence whose
-/// stream is gone from the channel and gets no further diffs. Fixing it
-/// needs the unbinding paths in `router/mod.rs` to drop the meta too.
+/// R15: an R10 `unsubscribe_all` that leaves a socket no cid on the
+/// channel removes its meta, with a leave to the streams still there.
 #[test]
-#[ignore = "R15 gap: a meta outlives a binding removed by R5/R8/R10/R11 (see the doc comment)"]
-fn a_meta_goes_with_its_binding_however_it_is_removed() {
+fn an_r10_unsubscribe_removes_the_meta_with_the_binding() {
     let mut f = Fixture::new();
     let (peer, a) = joined(&mut f, &[LOBBY]);
     let (_, b) = joined(&mut f, &[LOBBY]);

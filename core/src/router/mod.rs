@@ -113,7 +113,10 @@
 //!   channel under a key; an identical payload is a no-op, a new payload an
 //!   update (fresh `phx_ref`, `phx_ref_prev` = the old one, diff = join +
 //!   leave), another key a leave of the old key. `untrack`, leaving the
-//!   channel's last cid, detach and supersede remove the meta. Every change
+//!   channel's last cid, an R10 unsubscribe that leaves the stream no cid
+//!   on the channel (after its `DropReceipts`), detach and supersede remove
+//!   the meta. (R5/R8/R11 unbinding does not: only sockets track, and their
+//!   anonymous joins are never touched by those rules.) Every change
 //!   is one `PresenceDiff` to every stream bound to the channel at that
 //!   moment, the tracker included (none → no output).
 //!
@@ -1253,6 +1256,7 @@ impl Router {
                     cid: cid.clone(),
                 }],
             });
+            self.presence_after_unbind(slot, &channel);
         }
         self.tombstone(now, identity.clone(), &channel, Some(cid));
         self.arm_sweep(now);
@@ -1282,6 +1286,7 @@ impl Router {
                     .collect();
                 self.out.push_back(Output::DropReceipts { conn, keys });
             }
+            self.presence_after_unbind(slot, &channel);
         }
         self.arm_sweep(now);
         Ok(())

@@ -157,6 +157,17 @@ impl Router {
         Ok(self.presence.state(&channel.into_channel()?.topic()))
     }
 
+    /// R10 unbound a stream (`slot`): its meta on `channel` goes once it
+    /// holds no cid there.
+    pub(super) fn presence_after_unbind(&mut self, slot: usize, channel: &crate::Channel) {
+        if self.table.cids_on(slot, channel).is_none() {
+            let conn = self.table.instance(slot).conn;
+            if let Some(diff) = self.presence.untrack(&channel.topic(), conn.get()) {
+                self.publish_presence(channel.clone(), diff);
+            }
+        }
+    }
+
     /// Drops every presence of a stream that is going away.
     pub(super) fn leave_presence(&mut self, conn: ConnId) {
         for (topic, diff) in self.presence.leave_all(conn.get()) {

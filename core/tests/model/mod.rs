@@ -404,6 +404,7 @@ pub(crate) const NOTES: &[&str] = &[
     "R15 key change",
     "R15 untrack",
     "R15 leave removes meta",
+    "R15 R10 unsubscribe removes meta",
     "R15 detach removes meta",
     "R15 supersede removes meta",
     "R15 diff to nobody",
@@ -1385,6 +1386,7 @@ impl Model {
                 conn: self.instances[n].conn,
                 keys: vec![key(channel, cid)],
             });
+            self.r10_presence(n, channel);
         }
         self.tombstone(who.clone(), channel, Some(cid.clone()), now);
     }
@@ -1403,8 +1405,18 @@ impl Model {
                     keys: cids.iter().map(|cid| key(channel, cid)).collect(),
                 });
             }
+            self.r10_presence(n, channel);
         }
         self.tombstone(who.clone(), channel, None, now);
+    }
+
+    /// R15: an R10 unsubscribe that leaves the stream no cid on the
+    /// channel removes its meta there.
+    fn r10_presence(&mut self, n: usize, channel: &Channel) {
+        if self.cids_on(n, channel).is_empty() {
+            let conn = self.instances[n].conn;
+            self.drop_presence(conn, Some(channel), "R15 R10 unsubscribe removes meta");
+        }
     }
 
     // -- R14, R15: sockets and presence ---------------------------------------------
@@ -1475,7 +1487,7 @@ impl Model {
     /// stream does nothing.
     ///
     /// Interpretation: "leaving the channel's last cid" is checked after
-    /// every leave, so a meta whose binding some other rule removed (see
+    /// every leave, so a meta whose binding R5, R8 or R11 removed (see
     /// "R15 meta outlives its binding") goes at the stream's next leave of
     /// that channel.
     pub(crate) fn leave(&mut self, conn: u64, channel: &Channel, cid: &Cid) -> bool {
@@ -1610,8 +1622,10 @@ impl Model {
         here.sort_by_key(|t| t.conn);
         let mut state = MPresences::new();
         for t in here {
-            // Not a rule: R15 lists what removes a meta, and R5, R8, R10 and
-            // R11 unbinding the stream are not among them.
+            // Not a rule, and not required to be reached: R15 lists what
+            // removes a meta, and R5, R8 and R11 unbinding a stream are not
+            // among them (only sockets track in practice, and those rules
+            // never touch a socket's anonymous joins).
             if self
                 .find_conn(t.conn)
                 .is_none_or(|n| self.cids_on(n, channel).is_empty())
