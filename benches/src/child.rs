@@ -31,7 +31,7 @@ static BLOCKS: AtomicUsize = AtomicUsize::new(0);
 static LIVE_BIG: AtomicUsize = AtomicUsize::new(0);
 static BLOCKS_BIG: AtomicUsize = AtomicUsize::new(0);
 /// Blocks this large are counted apart.
-const BIG: usize = 16 * 1024;
+pub const BIG: usize = 16 * 1024;
 /// Histogram buckets: sizes up to [`EXACT`] bytes in steps of 16 bytes,
 /// then one bucket per power of two.
 const EXACT: usize = 64 * 1024;
