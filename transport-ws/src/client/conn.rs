@@ -1031,12 +1031,7 @@ impl Connection {
         payload_json: &str,
         now: Instant,
     ) -> Result<String, Error> {
-        check_json(payload_json)?;
-        let p = format!(
-            r#"{{"type":"broadcast","event":{},"payload":{payload_json}}}"#,
-            json_str(event)
-        );
-        self.channel_push(id, "broadcast", p, now, false)
+        self.push_broadcast(id, event, payload_json, now, false)
     }
 
     /// Sends a broadcast whose server reply is reported as
@@ -1056,12 +1051,23 @@ impl Connection {
             )
             .with("topic", c.topic.clone()));
         }
+        self.push_broadcast(id, event, payload_json, now, true)
+    }
+
+    fn push_broadcast(
+        &mut self,
+        id: ChannelId,
+        event: &str,
+        payload_json: &str,
+        now: Instant,
+        ack: bool,
+    ) -> Result<String, Error> {
         check_json(payload_json)?;
         let p = format!(
             r#"{{"type":"broadcast","event":{},"payload":{payload_json}}}"#,
             json_str(event)
         );
-        self.channel_push(id, "broadcast", p, now, true)
+        self.channel_push(id, "broadcast", p, now, ack)
     }
 
     /// Tracks this client's presence with `payload_json` (an object).
