@@ -25,6 +25,7 @@ use tidings_sse::wire::{
 
 use crate::app::{App, AppError, Page};
 
+mod rest;
 mod ws;
 use crate::handle::HubHandle;
 
@@ -168,6 +169,12 @@ pub(crate) enum HubMsg {
     /// A socket ended.
     WsClosed {
         socket: ConnId,
+    },
+    /// A validated REST broadcast call (`crate::rest`).
+    Rest {
+        session: Session,
+        call: crate::rest::RestCall,
+        reply: Reply<Result<(), crate::rest::RestError>>,
     },
     Shutdown {
         reply: Reply<()>,
@@ -335,6 +342,9 @@ impl Hub {
                 HubMsg::Open { reply, .. } | HubMsg::WsOpen { reply, .. } => {
                     let _ = reply.try_send(Err(gone()));
                 }
+                HubMsg::Rest { reply, .. } => {
+                    let _ = reply.try_send(Err(crate::rest::RestError::Unavailable));
+                }
                 HubMsg::Shutdown { reply } => {
                     let _ = reply.try_send(());
                 }
@@ -446,6 +456,13 @@ impl Hub {
             }
             HubMsg::Ws { socket, req } => self.ws_request(now, socket, *req),
             HubMsg::WsClosed { socket } => self.ws_closed(socket),
+            HubMsg::Rest {
+                session,
+                call,
+                reply,
+            } => {
+                let _ = reply.try_send(self.rest_broadcast(&session, call));
+            }
             HubMsg::Shutdown { .. } => {}
         }
     }

@@ -3,7 +3,8 @@
 //! Drives the sans-IO [`tidings_core::Router`] and the transports on `smol`:
 //! a [`Hub`] task owns the router and the [`App`]; a cloneable
 //! [`HubHandle`] offers the immediate API from any thread; [`sse::serve`]
-//! serves the hub over SSE + POST.
+//! serves the hub over SSE + POST, Phoenix WebSockets ([`ws`]) and
+//! Supabase's REST broadcast endpoints ([`rest`]) on one port.
 //!
 //! ```no_run
 //! use tidings_smol::{App, AppError, Hub, HubConfig, NextAction, Page, sse};
@@ -30,6 +31,7 @@
 mod app;
 mod handle;
 mod hub;
+pub mod rest;
 pub mod sse;
 pub mod ws;
 

@@ -47,6 +47,8 @@ pub struct SseConfig {
     pub outbound_queue: usize,
     /// The `retry:` hint for browsers, in ms.
     pub retry_ms: u32,
+    /// The REST broadcast endpoints' limits ([`crate::rest`]).
+    pub rest: crate::rest::RestConfig,
 }
 
 impl SseConfig {
@@ -57,6 +59,7 @@ impl SseConfig {
             workers: 16,
             outbound_queue: crate::hub::DEFAULT_OUTBOUND_QUEUE,
             retry_ms: DEFAULT_RETRY_MS,
+            rest: crate::rest::RestConfig::default(),
         }
     }
 }
@@ -113,6 +116,7 @@ pub fn serve(hub: &HubHandle, keys: &SessionKeys, config: &SseConfig) -> io::Res
                 keys: keys.clone(),
                 queue: config.outbound_queue,
                 retry_ms: config.retry_ms,
+                rest: config.rest,
                 write_timeout: config.server.write_timeout,
                 responder: responder.clone(),
             };
@@ -139,6 +143,7 @@ struct Ctx {
     keys: SessionKeys,
     queue: usize,
     retry_ms: u32,
+    rest: crate::rest::RestConfig,
     write_timeout: Duration,
     /// Answers parked commands when they finish, off the worker threads.
     responder: Arc<smol::Executor<'static>>,
@@ -193,6 +198,10 @@ impl Ctx {
             if let Err((rq, resp)) = crate::ws::upgrade(rq, &self.hub, &self.keys, self.queue) {
                 let _ = respond(rq, resp);
             }
+            return;
+        }
+        if crate::rest::is_rest(&rq) {
+            crate::rest::serve(rq, &self.hub, &self.keys, &self.rest);
             return;
         }
         let req = match read_request(&mut rq) {
