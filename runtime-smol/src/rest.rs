@@ -43,8 +43,8 @@
 //! refused, as Tidings stores no broadcasts.
 //!
 //! Parsing and validation ([`route`], [`parse`]) are pure, over a
-//! [`RestHead`] and the body; [`serve`]'s glue reads the request off
-//! `tiny_http` and hands the validated [`RestCall`] to the hub, which
+//! [`RestHead`] and the body; the `tiny_http` glue reads the request off
+//! the listener and hands the validated [`RestCall`] to the hub, which
 //! authenticates, authorizes and broadcasts it through the router.
 
 use std::borrow::Cow;
