@@ -98,6 +98,14 @@ pub struct ConnectionConfig {
     pub push_buffer_capacity: usize,
     /// The token sent in joins until `set_auth` changes it.
     pub access_token: Option<String>,
+    /// Broadcasts on a channel that cannot push (socket not open, or the
+    /// channel not joined) go out as [`Output::HttpBroadcast`] instead of
+    /// being buffered or refused (realtime-js's implicit REST fallback).
+    pub http_fallback: bool,
+    /// Emit [`Output::RefreshToken`] with every heartbeat sent (the driver
+    /// then consults `access_token_fn` and feeds the token back through
+    /// [`Connection::set_auth`]).
+    pub refresh_token_on_heartbeat: bool,
 }
 
 impl Default for ConnectionConfig {
@@ -111,6 +119,8 @@ impl Default for ConnectionConfig {
             send_buffer_capacity: DEFAULT_SEND_BUFFER_CAPACITY,
             push_buffer_capacity: DEFAULT_PUSH_BUFFER_CAPACITY,
             access_token: None,
+            http_fallback: false,
+            refresh_token_on_heartbeat: false,
         }
     }
 }
@@ -124,6 +134,11 @@ impl fmt::Debug for ConnectionConfig {
             .field("send_buffer_capacity", &self.send_buffer_capacity)
             .field("push_buffer_capacity", &self.push_buffer_capacity)
             .field("access_token", &self.access_token.as_ref().map(|_| "<set>"))
+            .field("http_fallback", &self.http_fallback)
+            .field(
+                "refresh_token_on_heartbeat",
+                &self.refresh_token_on_heartbeat,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +146,78 @@ impl fmt::Debug for ConnectionConfig {
 /// Names a channel inside one [`Connection`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelId(u64);
+
+/// A broadcast to POST to the REST batch endpoint (`POST <http
+/// base>/api/broadcast`) because its channel could not push it
+/// ([`ConnectionConfig::http_fallback`]). Report the outcome with
+/// [`Connection::handle_http_result`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpBroadcast {
+    /// The ref [`Output::Reply`] will carry when `report` is set.
+    pub push_ref: String,
+    /// The channel's topic (`realtime:<name>`).
+    pub topic: String,
+    /// The user event.
+    pub event: String,
+    /// The user payload, as JSON.
+    pub payload_json: String,
+    /// The channel's `private` option.
+    pub private: bool,
+    /// The bearer token: the channel's own, else the socket's.
+    pub token: Option<String>,
+    /// Someone waits for the result (`broadcast_with_ack`).
+    pub report: bool,
+}
+
+impl HttpBroadcast {
+    /// The topic without `realtime:`, as the REST endpoints want it.
+    pub fn subtopic(&self) -> &str {
+        wire::subtopic(&self.topic)
+    }
+
+    /// The request body realtime-js sends:
+    /// `{"messages":[{"topic":…,"event":…,"payload":…,"private":…}]}`.
+    ///
+    /// ```
+    /// use tidings_ws::client::HttpBroadcast;
+    /// let b = HttpBroadcast {
+    ///     push_ref: "1".into(),
+    ///     topic: "realtime:room1".into(),
+    ///     event: "evt".into(),
+    ///     payload_json: r#"{"a":1}"#.into(),
+    ///     private: true,
+    ///     token: None,
+    ///     report: false,
+    /// };
+    /// assert_eq!(
+    ///     b.body(),
+    ///     r#"{"messages":[{"topic":"room1","event":"evt","payload":{"a":1},"private":true}]}"#
+    /// );
+    /// ```
+    pub fn body(&self) -> String {
+        format!(
+            r#"{{"messages":[{{"topic":{},"event":{},"payload":{},"private":{}}}]}}"#,
+            json_str(self.subtopic()),
+            json_str(&self.event),
+            self.payload_json,
+            self.private
+        )
+    }
+}
+
+impl fmt::Debug for HttpBroadcast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpBroadcast")
+            .field("push_ref", &self.push_ref)
+            .field("topic", &self.topic)
+            .field("event", &self.event)
+            .field("payload_json", &self.payload_json)
+            .field("private", &self.private)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("report", &self.report)
+            .finish()
+    }
+}
 
 /// What the state machine wants done.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +245,15 @@ pub enum Output {
         /// `Ok(())`, or why not (`Timeout`, `Rejected`, `Closed`, `Overflow`).
         result: Result<(), Error>,
     },
+    /// A heartbeat went out: ask the token source (`access_token_fn`) for
+    /// a fresh token and, if it gives one, pass it to
+    /// [`Connection::set_auth`] (realtime-js refreshes on every heartbeat;
+    /// only with [`ConnectionConfig::refresh_token_on_heartbeat`]).
+    RefreshToken,
+    /// POST this broadcast to the REST endpoint, then call
+    /// [`Connection::handle_http_result`] (only with
+    /// [`ConnectionConfig::http_fallback`]).
+    HttpBroadcast(HttpBroadcast),
 }
 
 /// A change to mirror into a channel store.
@@ -398,6 +494,11 @@ impl Connection {
         self.access_token.as_deref()
     }
 
+    /// A channel's own token (set by [`set_channel_auth`](Self::set_channel_auth)).
+    pub fn channel_token(&self, id: ChannelId) -> Option<&str> {
+        self.chans.get(&id).and_then(|c| c.token.as_deref())
+    }
+
     /// The next output, or `None` when drained.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -608,6 +709,9 @@ impl Connection {
             self.out.push_back(Output::Transmit(Frame::Text(f)));
             self.hb_pending = Some((r, now + self.cfg.heartbeat_interval));
             self.hb_next = None;
+            if self.cfg.refresh_token_on_heartbeat {
+                self.out.push_back(Output::RefreshToken);
+            }
         }
         // Reconnect.
         if self.reconnect_at.is_some_and(|t| t <= now) {
@@ -1063,6 +1167,27 @@ impl Connection {
         ack: bool,
     ) -> Result<String, Error> {
         check_json(payload_json)?;
+        // realtime-js `send`: a channel that cannot push (`!canPush()`)
+        // sends broadcasts over HTTP instead.
+        let open = self.state == ConnectionState::Open;
+        let c = self.chan(id)?;
+        if self.cfg.http_fallback && !(open && c.state == ChannelState::Joined) {
+            let req = HttpBroadcast {
+                push_ref: String::new(),
+                topic: c.topic.clone(),
+                event: event.to_owned(),
+                payload_json: payload_json.to_owned(),
+                private: c.opts.private,
+                token: c.token.clone().or_else(|| self.access_token.clone()),
+                report: ack,
+            };
+            let r = self.make_ref();
+            self.out.push_back(Output::HttpBroadcast(HttpBroadcast {
+                push_ref: r.clone(),
+                ..req
+            }));
+            return Ok(r);
+        }
         let p = format!(
             r#"{{"type":"broadcast","event":{},"payload":{payload_json}}}"#,
             json_str(event)
@@ -1156,6 +1281,26 @@ impl Connection {
         let payload = format!(r#"{{"access_token":{}}}"#, json_str(&t));
         for id in joined {
             let _ = self.channel_push(id, "access_token", payload.clone(), now, false);
+        }
+    }
+
+    /// The outcome of an [`Output::HttpBroadcast`]: an [`Output::Reply`]
+    /// when someone waits for it, else a failure is reported as a
+    /// [`ChannelEvent::Error`] on its topic (the channel's state is
+    /// unchanged).
+    pub fn handle_http_result(
+        &mut self,
+        _now: Instant,
+        req: &HttpBroadcast,
+        result: Result<(), Error>,
+    ) {
+        if req.report {
+            self.reply(req.push_ref.clone(), result);
+        } else if let Err(e) = result {
+            self.emit(Event::Channel {
+                topic: req.topic.clone(),
+                change: ChannelEvent::Error(e),
+            });
         }
     }
 

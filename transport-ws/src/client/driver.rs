@@ -20,8 +20,9 @@ use tungstenite::http::HeaderValue;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode};
 use tungstenite::{Message, WebSocket};
 
-use super::conn::{Connection, Output};
+use super::conn::{Connection, HttpBroadcast, Output};
 use super::error::{Error, ErrorCode};
+use super::http::Http;
 use super::store::Store;
 use super::types::{Event, Frame};
 use super::{HandleEvent, TokenFn};
@@ -42,6 +43,14 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) max_message_bytes: usize,
+    pub(crate) http: Arc<Http>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+}
+
+/// Runs `access_token_fn` (a panic counts as "no token").
+fn call_token_fn(f: &TokenFn) -> Option<String> {
+    catch_unwind(AssertUnwindSafe(|| f())).ok().flatten()
 }
 
 /// State shared by the [`Client`](super::Client) handles and the driver.
@@ -53,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) subscribers: Mutex<Vec<Sender<Event>>>,
     pub(crate) wake: Sender<()>,
     pub(crate) shutdown: AtomicBool,
+    /// An `access_token_fn` call for a heartbeat is running.
+    pub(crate) token_refreshing: AtomicBool,
     pub(crate) settings: Settings,
 }
 
@@ -139,10 +150,20 @@ impl Write for Io {
     }
 }
 
+/// What the WebSocket runs over: the TCP socket, or rustls on it.
+#[cfg(feature = "tls")]
+type Stream = tungstenite::stream::MaybeTlsStream<Io>;
+#[cfg(not(feature = "tls"))]
+type Stream = Io;
+
 struct Sock {
-    ws: WebSocket<Io>,
+    ws: WebSocket<Stream>,
     tcp: Arc<Async<TcpStream>>,
     flush_pending: bool,
+    /// rustls cannot read while its own output is stuck (every read first
+    /// completes pending writes), so a TLS socket waiting to flush waits
+    /// for writability only, instead of spinning on a readable socket.
+    tls: bool,
 }
 
 fn would_block(e: &tungstenite::Error) -> bool {
@@ -319,6 +340,8 @@ impl Driver {
                     }
                     Output::Event(e) => shared.dispatch(&e),
                     Output::Reply { push_ref, result } => shared.resolve(&push_ref, result),
+                    Output::RefreshToken => self.refresh_token(),
+                    Output::HttpBroadcast(req) => self.post_broadcast(req),
                 }
             }
             // 2. Write, then read what has arrived.
@@ -362,6 +385,9 @@ impl Driver {
         };
         let socket = async {
             match sock {
+                Some(s) if s.flush_pending && s.tls => {
+                    let _ = s.tcp.writable().await;
+                }
                 Some(s) if s.flush_pending => {
                     future::or(
                         async {
@@ -382,16 +408,48 @@ impl Driver {
         future::or(command, future::or(timer, socket)).await;
     }
 
-    /// The token for the upgrade: `access_token_fn`, then the state
-    /// machine's token (`access_token` or the last `set_auth`), then the
-    /// apikey. A token from the function also goes into the joins.
-    fn resolve_token(&self) -> Option<String> {
+    /// A heartbeat went out: consult `access_token_fn` on the blocking
+    /// pool (it may do I/O) and hand a token it returns to the state
+    /// machine, which pushes `access_token` to joined channels if it
+    /// changed. One call at a time; the driver does not wait for it.
+    fn refresh_token(&self) {
+        let Some(f) = self.shared.settings.access_token_fn.clone() else {
+            return;
+        };
+        if self.shared.token_refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        smol::unblock(move || {
+            if let Some(t) = call_token_fn(&f) {
+                shared.with_core(|c, now| c.set_auth(Some(t), now));
+            }
+            shared.token_refreshing.store(false, Ordering::Release);
+        })
+        .detach();
+    }
+
+    /// POSTs a fallback broadcast on the blocking pool and feeds the
+    /// outcome back to the state machine (which wakes the driver).
+    fn post_broadcast(&self, req: HttpBroadcast) {
+        let shared = Arc::clone(&self.shared);
+        smol::unblock(move || {
+            let result = shared.settings.http.broadcast(&req);
+            shared.with_core(|c, now| c.handle_http_result(now, &req, result));
+        })
+        .detach();
+    }
+
+    /// The token for the upgrade: `access_token_fn` (run on the blocking
+    /// pool), then the state machine's token (`access_token` or the last
+    /// `set_auth`), then the apikey. A token from the function also goes
+    /// into the joins.
+    async fn resolve_token(&self) -> Option<String> {
         let shared = &*self.shared;
-        let from_fn = shared
-            .settings
-            .access_token_fn
-            .as_ref()
-            .and_then(|f| catch_unwind(AssertUnwindSafe(|| f())).ok().flatten());
+        let from_fn = match shared.settings.access_token_fn.clone() {
+            Some(f) => smol::unblock(move || call_token_fn(&f)).await,
+            None => None,
+        };
         let mut core = lock(&shared.core);
         if let Some(t) = from_fn {
             core.set_auth(Some(t.clone()), Instant::now());
@@ -418,20 +476,19 @@ impl Driver {
     async fn open_inner(&self) -> Result<Sock, Error> {
         let settings = &self.shared.settings;
         let url = settings.url.as_str();
-        let io_err = |what: &str, e: &dyn std::fmt::Display| {
-            Error::new(ErrorCode::Io, format!("{what}: {e}")).with("url", url.to_owned())
-        };
         let mut req = url.into_client_request().map_err(|e| {
             Error::new(ErrorCode::InvalidInput, e.to_string()).with("url", url.to_owned())
         })?;
-        if req.uri().scheme_str() == Some("wss") {
+        let tls = req.uri().scheme_str() == Some("wss");
+        #[cfg(not(feature = "tls"))]
+        if tls {
             return Err(Error::new(
                 ErrorCode::Unsupported,
-                "wss:// needs TLS, which this build does not include; use ws://",
+                "wss:// needs TLS, which this build does not include (feature `tls`); use ws://",
             )
             .with("url", url.to_owned()));
         }
-        let token = self.resolve_token();
+        let token = self.resolve_token().await;
         if let Some(t) = token
             && let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}"))
         {
@@ -448,7 +505,7 @@ impl Driver {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = req.uri().port_u16().unwrap_or(80);
+        let port = req.uri().port_u16().unwrap_or(if tls { 443 } else { 80 });
         let tcp = Arc::new(tcp_connect(&host, port, url).await?);
         let _ = tcp.get_ref().set_nodelay(true);
         let write_blocked = Arc::new(AtomicBool::new(false));
@@ -461,6 +518,20 @@ impl Driver {
             .write_buffer_size(0)
             .max_message_size(Some(settings.max_message_bytes))
             .max_frame_size(Some(settings.max_message_bytes));
+        // TLS runs inside the same non-blocking handshake loop: rustls only
+        // buffers until the socket has room or data, and every
+        // `WouldBlock` surfaces as `Interrupted`, resumed below on the
+        // readiness it waits for.
+        #[cfg(feature = "tls")]
+        let mut hs = {
+            let connector = if tls {
+                tungstenite::Connector::Rustls(Arc::clone(&settings.tls))
+            } else {
+                tungstenite::Connector::Plain
+            };
+            tungstenite::client_tls_with_config(req, io, Some(cfg), Some(connector))
+        };
+        #[cfg(not(feature = "tls"))]
         let mut hs = tungstenite::client::client_with_config(req, io, Some(cfg));
         loop {
             match hs {
@@ -469,6 +540,7 @@ impl Driver {
                         ws,
                         tcp,
                         flush_pending: false,
+                        tls,
                     });
                 }
                 Err(HandshakeError::Interrupted(mid)) => {
@@ -479,31 +551,56 @@ impl Driver {
                     }
                     hs = mid.handshake();
                 }
-                Err(HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
-                    let status = resp.status().as_u16();
-                    let body = resp
-                        .body()
-                        .as_deref()
-                        .map(|b| String::from_utf8_lossy(&b[..b.len().min(512)]).into_owned())
-                        .unwrap_or_default();
-                    let code = if matches!(status, 401 | 403) {
-                        ErrorCode::Unauthorized
-                    } else {
-                        ErrorCode::Protocol
-                    };
-                    return Err(Error::new(
-                        code,
-                        format!("the server refused the upgrade with HTTP {status}"),
-                    )
-                    .with("url", url.to_owned())
-                    .with("body", body));
-                }
-                Err(HandshakeError::Failure(e)) => {
-                    return Err(io_err("WebSocket handshake failed", &e));
-                }
+                Err(HandshakeError::Failure(e)) => return Err(handshake_error(&e, url)),
             }
         }
     }
+}
+
+/// A failed handshake as a typed error: the server's HTTP refusal, a TLS
+/// failure, or an I/O error.
+fn handshake_error(e: &tungstenite::Error, url: &str) -> Error {
+    if let tungstenite::Error::Http(resp) = e {
+        let status = resp.status().as_u16();
+        let body = resp
+            .body()
+            .as_deref()
+            .map(|b| String::from_utf8_lossy(&b[..b.len().min(512)]).into_owned())
+            .unwrap_or_default();
+        let code = if matches!(status, 401 | 403) {
+            ErrorCode::Unauthorized
+        } else {
+            ErrorCode::Protocol
+        };
+        return Error::new(
+            code,
+            format!("the server refused the upgrade with HTTP {status}"),
+        )
+        .with("url", url.to_owned())
+        .with("body", body);
+    }
+    match tls_failure(e) {
+        Some(reason) => Error::new(ErrorCode::Tls, "the TLS handshake failed")
+            .with("url", url.to_owned())
+            .with("reason", reason),
+        None => Error::new(ErrorCode::Io, format!("WebSocket handshake failed: {e}"))
+            .with("url", url.to_owned()),
+    }
+}
+
+/// The TLS reason behind a handshake failure, if TLS is what failed.
+#[cfg(feature = "tls")]
+fn tls_failure(e: &tungstenite::Error) -> Option<String> {
+    match e {
+        tungstenite::Error::Tls(t) => Some(t.to_string()),
+        tungstenite::Error::Io(io) => super::tls::tls_failure(io),
+        _ => None,
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_failure(_: &tungstenite::Error) -> Option<String> {
+    None
 }
 
 async fn tcp_connect(host: &str, port: u16, url: &str) -> Result<Async<TcpStream>, Error> {

@@ -21,14 +21,20 @@ pub enum ErrorCode {
     /// The caller passed something unusable (a payload that does not
     /// serialize, a URL that is not `ws://`/`wss://`, an unknown binding).
     InvalidInput,
-    /// The server answered a push with status `error`.
+    /// The server answered a push with status `error`, or an HTTP
+    /// broadcast with an error status.
     Rejected,
     /// A buffered push was discarded because its buffer was full.
     Overflow,
     /// A network error.
     Io,
-    /// Something this client does not support (e.g. `wss://` without TLS).
+    /// Something this client or the server does not support (`wss://` in
+    /// a build without the `tls` feature; a server too old for an HTTP
+    /// endpoint).
     Unsupported,
+    /// The TLS handshake failed: an untrusted or invalid certificate, a
+    /// name mismatch, or no common protocol version.
+    Tls,
 }
 
 impl ErrorCode {
@@ -50,6 +56,7 @@ impl ErrorCode {
             ErrorCode::Overflow => "overflow",
             ErrorCode::Io => "io",
             ErrorCode::Unsupported => "unsupported",
+            ErrorCode::Tls => "tls",
         }
     }
 }

@@ -48,9 +48,19 @@
 mod conn;
 mod driver;
 mod error;
+mod http;
 mod store;
+#[cfg(feature = "tls")]
+mod tls;
 mod types;
 mod wire;
+
+#[cfg(not(feature = "tls"))]
+mod tls {
+    /// Without the `tls` feature there is nothing to configure.
+    #[derive(Clone, Default)]
+    pub(crate) struct TlsOptions {}
+}
 
 #[cfg(test)]
 mod tests;
@@ -68,7 +78,7 @@ use smol::{Timer, future};
 
 pub use conn::{
     Backoff, ChannelId, Connection, ConnectionConfig, DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_PUSH_BUFFER_CAPACITY, DEFAULT_SEND_BUFFER_CAPACITY, DEFAULT_TIMEOUT,
+    DEFAULT_PUSH_BUFFER_CAPACITY, DEFAULT_SEND_BUFFER_CAPACITY, DEFAULT_TIMEOUT, HttpBroadcast,
     MAX_PENDING_PRESENCE_DIFFS, Output, StoreUpdate, default_reconnect_after, default_rejoin_after,
     normalize_topic,
 };
@@ -83,10 +93,15 @@ pub use types::{
 
 pub use crate::frame::Vsn;
 
+/// The rustls this client is built with, for [`ClientConfig::rustls_config`].
+#[cfg(feature = "tls")]
+pub use rustls;
+
 use driver::{Settings, Shared, lock};
 
-/// Called before each connect for a fresh token (`None`: fall back to
-/// `access_token`, then the apikey).
+/// Called before each connect and after each heartbeat for a fresh token
+/// (`None`: keep the current one; at connect, fall back to `access_token`,
+/// then the apikey). Runs on the blocking thread pool, so it may block.
 pub type TokenFn = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Default capacity of each [`Events`] stream (the oldest event is dropped
@@ -163,6 +178,7 @@ pub struct ClientConfig {
     connect_timeout: Duration,
     close_timeout: Duration,
     max_message_bytes: usize,
+    tls: tls::TlsOptions,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -192,6 +208,7 @@ impl ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tls: tls::TlsOptions::default(),
         }
     }
 
@@ -265,14 +282,72 @@ impl ClientConfig {
         self
     }
 
-    /// A function consulted before each connect; its token wins over
-    /// `access_token` and goes into the joins.
+    /// A token source consulted before each connect and after every
+    /// heartbeat (realtime-js's `accessToken` callback). Its token wins over
+    /// `access_token` and `set_auth`, goes into the joins, and is pushed as
+    /// `access_token` to joined channels whenever it changes. It runs on the
+    /// blocking thread pool, so it may do I/O; `None` keeps the current token.
     #[must_use]
     pub fn access_token_fn(
         mut self,
         f: impl Fn() -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.access_token_fn = Some(Arc::new(f));
+        self.conn.refresh_token_on_heartbeat = true;
+        self
+    }
+
+    /// realtime-js's implicit REST fallback (default **off**): a broadcast
+    /// on a channel that cannot push (socket not open, or channel not
+    /// joined, including never subscribed) is POSTed to
+    /// `<http base>/api/broadcast` instead of waiting in the push buffer;
+    /// `wait_for_ack` then resolves from the HTTP status.
+    ///
+    /// Off by default, as in the Elixir client, because realtime-js
+    /// deprecates the implicit fallback (it warns and points to `httpSend`),
+    /// and because buffering keeps broadcasts in order on one socket; use
+    /// [`Client::http_send`] to POST explicitly.
+    #[must_use]
+    pub fn http_fallback(mut self, on: bool) -> Self {
+        self.conn.http_fallback = on;
+        self
+    }
+
+    /// Trusts this root certificate (DER) for `wss://` and `https://`.
+    /// Once any is given, the given roots replace the built-in Mozilla
+    /// roots; call again to add more.
+    ///
+    /// ```
+    /// use tidings_ws::client::ClientConfig;
+    /// # let der: Vec<u8> = Vec::new();
+    /// let c = ClientConfig::new("wss://realtime.example/socket").root_certificate(der);
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.tls.roots.push(der.into());
+        self
+    }
+
+    /// A complete rustls config for `wss://` (client certificates, a custom
+    /// verifier, …); it wins over [`root_certificate`](Self::root_certificate)
+    /// for the WebSocket. The HTTP endpoints keep using the roots.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tidings_ws::client::{ClientConfig, rustls};
+    /// let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    /// let tls = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()
+    ///     .unwrap()
+    ///     .with_root_certificates(rustls::RootCertStore::empty())
+    ///     .with_no_client_auth();
+    /// let c = ClientConfig::new("wss://realtime.example/socket").rustls_config(Arc::new(tls));
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn rustls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls.rustls = Some(config);
         self
     }
 
@@ -319,6 +394,22 @@ impl ClientConfig {
             &self.params,
             self.conn.vsn,
         )
+    }
+
+    /// The REST batch endpoint, derived from the socket URL as realtime-js
+    /// does: `ws` → `http`, `wss` → `https`, a trailing `/socket/websocket`,
+    /// `/socket` or `/websocket` removed, `/api/broadcast` added, the query
+    /// kept.
+    ///
+    /// ```
+    /// use tidings_ws::client::ClientConfig;
+    /// let c = ClientConfig::new("ws://127.0.0.1:4000/socket").apikey("KEY");
+    /// assert_eq!(c.broadcast_url().unwrap(), "http://127.0.0.1:4000/api/broadcast?apikey=KEY&vsn=2.0.0");
+    /// let s = ClientConfig::new("https://abc.supabase.co/realtime/v1");
+    /// assert_eq!(s.broadcast_url().unwrap(), "https://abc.supabase.co/realtime/v1/api/broadcast?vsn=2.0.0");
+    /// ```
+    pub fn broadcast_url(&self) -> Result<String, Error> {
+        Ok(wire::HttpEndpoint::from_socket_url(&self.socket_url()?)?.batch_url())
     }
 }
 
@@ -470,6 +561,14 @@ impl Client {
     /// ```
     pub fn new(config: ClientConfig) -> Result<(Client, Driver), Error> {
         let url = config.socket_url()?;
+        let http = Arc::new(http::Http::new(
+            &url,
+            config.apikey.clone(),
+            config.conn.timeout,
+            &config.tls,
+        )?);
+        #[cfg(feature = "tls")]
+        let tls = tls::ws_config(&config.tls)?;
         let (wake, wake_rx) = async_channel::bounded(1);
         let mut core = Connection::new(config.conn);
         core.connect(std::time::Instant::now());
@@ -481,6 +580,7 @@ impl Client {
             subscribers: Mutex::new(Vec::new()),
             wake,
             shutdown: AtomicBool::new(false),
+            token_refreshing: AtomicBool::new(false),
             settings: Settings {
                 url,
                 apikey: config.apikey,
@@ -488,6 +588,9 @@ impl Client {
                 connect_timeout: config.connect_timeout,
                 close_timeout: config.close_timeout,
                 max_message_bytes: config.max_message_bytes,
+                http,
+                #[cfg(feature = "tls")]
+                tls,
             },
         });
         let driver = Driver {
@@ -722,6 +825,52 @@ impl Client {
         future::or(got, late).await
     }
 
+    /// POSTs one broadcast to the REST single endpoint, whatever the
+    /// socket's state (realtime-js `httpSend`):
+    /// `POST <http base>/api/broadcast/<subtopic>/events/<event>?<query>[&private=true]`
+    /// with `payload` as the JSON body, the apikey, and the channel's (else
+    /// the socket's) token as bearer. `Ok` on 202 (any 2xx); a 404 is an
+    /// `Unsupported` error (the server predates the endpoint); other
+    /// statuses give the server's `error`/`message`. The request runs on
+    /// the blocking thread pool, bounded by the push timeout.
+    ///
+    /// ```no_run
+    /// # use tidings_ws::client::{ChannelOptions, Client, ClientConfig};
+    /// # let client = Client::connect(ClientConfig::new("ws://127.0.0.1:4000/socket")).unwrap();
+    /// let room = client.channel("room1", ChannelOptions::default());
+    /// smol::block_on(client.http_send(&room, "new_message", &serde_json::json!({"body": "hi"})))?;
+    /// # Ok::<_, tidings_ws::client::Error>(())
+    /// ```
+    pub async fn http_send(
+        &self,
+        channel: &Channel,
+        event: &str,
+        payload: &impl Serialize,
+    ) -> Result<(), Error> {
+        if event.is_empty() {
+            return Err(
+                Error::new(ErrorCode::InvalidInput, "the event name is empty")
+                    .with("topic", channel.topic().to_owned()),
+            );
+        }
+        let body = to_json(payload)?;
+        let (private, token) = {
+            let core = lock(&self.shared().core);
+            let info = core.channel_info(channel.id).ok_or_else(|| {
+                Error::new(ErrorCode::Closed, "the channel was removed (unsubscribed)")
+                    .with("topic", channel.topic().to_owned())
+            })?;
+            let token = core
+                .channel_token(channel.id)
+                .or_else(|| core.access_token())
+                .map(str::to_owned);
+            (info.options.private, token)
+        };
+        let http = Arc::clone(&self.shared().settings.http);
+        let (topic, event) = (channel.topic().to_owned(), event.to_owned());
+        smol::unblock(move || http.send(&topic, &event, &body, private, token.as_deref())).await
+    }
+
     /// Tracks this client's presence with `payload` (an object); the reply
     /// can be awaited.
     ///
@@ -784,7 +933,7 @@ impl Client {
 
     /// Sets the token of every channel: joined channels get an
     /// `access_token` push, later joins carry it. (`access_token_fn`, when
-    /// set, replaces it again at the next connect.)
+    /// set, replaces it again at the next heartbeat or connect.)
     ///
     /// ```no_run
     /// # use tidings_ws::client::{Client, ClientConfig};

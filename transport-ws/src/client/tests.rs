@@ -927,3 +927,207 @@ fn handles_cross_threads() {
     let _: &dyn Send = &run;
     drop(client);
 }
+
+fn http_requests(out: &[Output]) -> Vec<HttpBroadcast> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::HttpBroadcast(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn refreshes(out: &[Output]) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, Output::RefreshToken))
+        .count()
+}
+
+#[test]
+fn token_refresh_is_asked_for_with_every_heartbeat_only_when_configured() {
+    let mut off = H::open(quick());
+    let out = off.advance(secs(25));
+    assert_eq!(by_event(&frames(&out), "heartbeat").len(), 1);
+    assert_eq!(refreshes(&out), 0, "no access_token_fn, no refresh");
+
+    let mut h = H::open(ConnectionConfig {
+        refresh_token_on_heartbeat: true,
+        ..quick()
+    });
+    assert_eq!(refreshes(&h.advance(secs(24))), 0);
+    let out = h.advance(S);
+    let f = frames(&out);
+    assert_eq!(
+        (by_event(&f, "heartbeat").len(), refreshes(&out)),
+        (1, 1),
+        "{out:?}"
+    );
+    // Once per heartbeat: reply, and the next one asks again.
+    let r = f[0][1].clone();
+    h.recv(&json!([null, r, "phoenix", "phx_reply", {"status":"ok","response":{}}]));
+    assert_eq!(refreshes(&h.advance(secs(24))), 0);
+    assert_eq!(refreshes(&h.advance(S)), 1);
+}
+
+#[test]
+fn refreshed_token_is_pushed_to_joined_channels_only_when_it_changed() {
+    let mut h = H::open(ConnectionConfig {
+        refresh_token_on_heartbeat: true,
+        access_token: Some("T0".into()),
+        ..quick()
+    });
+    let (_, jr) = h.joined("a", ChannelOptions::default());
+    let joining = h.c.channel("b", ChannelOptions::default());
+    h.c.subscribe(joining, h.now).unwrap();
+    h.drain();
+    let mut tokens = ["T1", "T1", "T2"].into_iter();
+    let mut pushed = Vec::new();
+    for _ in 0..3 {
+        let out = h.advance(secs(25));
+        let hb = by_event(&frames(&out), "heartbeat")[0].clone();
+        assert_eq!(refreshes(&out), 1);
+        // What the driver does with the token source's answer.
+        h.c.set_auth(tokens.next().map(str::to_owned), h.now);
+        let f = frames(&h.drain());
+        pushed.push(
+            by_event(&f, "access_token")
+                .iter()
+                .map(|p| (p[0].clone(), p[2].clone(), p[4]["access_token"].clone()))
+                .collect::<Vec<_>>(),
+        );
+        h.recv(&json!([null, hb[1], "phoenix", "phx_reply", {"status":"ok","response":{}}]));
+    }
+    let a = |t: &str| vec![(json!(jr), json!("realtime:a"), json!(t))];
+    assert_eq!(pushed, [a("T1"), vec![], a("T2")]);
+    // A later join carries the refreshed token.
+    let b_join = h.c.channel("c", ChannelOptions::default());
+    h.c.subscribe(b_join, h.now).unwrap();
+    assert_eq!(frames(&h.drain())[0][4]["access_token"], "T2");
+}
+
+fn fallback() -> ConnectionConfig {
+    ConnectionConfig {
+        http_fallback: true,
+        ..quick()
+    }
+}
+
+#[test]
+fn http_fallback_posts_broadcasts_a_channel_cannot_push() {
+    // Socket not open, channel never subscribed.
+    let mut h = H::new(ConnectionConfig {
+        access_token: Some("tok".into()),
+        ..fallback()
+    });
+    let id =
+        h.c.channel("room1", ChannelOptions::default().private(true));
+    let r = h.c.broadcast(id, "evt", r#"{"a":1}"#, h.now).unwrap();
+    let reqs = http_requests(&h.drain());
+    assert_eq!(
+        reqs,
+        [HttpBroadcast {
+            push_ref: r,
+            topic: "realtime:room1".into(),
+            event: "evt".into(),
+            payload_json: r#"{"a":1}"#.into(),
+            private: true,
+            token: Some("tok".into()),
+            report: false,
+        }]
+    );
+    assert_eq!(
+        reqs[0].body(),
+        r#"{"messages":[{"topic":"room1","event":"evt","payload":{"a":1},"private":true}]}"#
+    );
+    // Socket open, channel joining: still HTTP (realtime-js `!canPush()`),
+    // and the channel's own token wins.
+    h.c.connect(h.now);
+    h.c.handle_open(h.now);
+    h.c.subscribe(id, h.now).unwrap();
+    h.c.set_channel_auth(id, "own", h.now).unwrap();
+    h.drain();
+    h.c.broadcast(id, "evt", "2", h.now).unwrap();
+    let out = h.drain();
+    assert!(frames(&out).is_empty(), "nothing on the socket: {out:?}");
+    let reqs = http_requests(&out);
+    assert_eq!((reqs.len(), reqs[0].token.as_deref()), (1, Some("own")));
+    // No broadcast was buffered for the join either.
+    let jr = h.c.channel_info(id).unwrap().join_ref.unwrap();
+    let f = frames(
+        &h.recv(&json!([jr, jr, "realtime:room1", "phx_reply", {"status":"ok","response":{}}])),
+    );
+    assert!(by_event(&f, "broadcast").is_empty(), "{f:?}");
+}
+
+#[test]
+fn a_joined_channel_does_not_use_http() {
+    let mut h = H::open(fallback());
+    let (id, jr) = h.joined("room", ChannelOptions::default().broadcast_ack(true));
+    h.c.broadcast(id, "e", "1", h.now).unwrap();
+    let r = h.c.broadcast_with_ack(id, "e", "2", h.now).unwrap();
+    let out = h.drain();
+    assert!(http_requests(&out).is_empty(), "{out:?}");
+    let f = by_event(&frames(&out), "broadcast")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(f.len(), 2);
+    assert_eq!((&f[1][0], &f[1][1]), (&json!(jr), &json!(r)));
+    // Once the socket drops, the same channel falls back to HTTP.
+    h.c.handle_close(h.now, Some(1006));
+    h.drain();
+    h.c.broadcast(id, "e", "3", h.now).unwrap();
+    assert_eq!(http_requests(&h.drain()).len(), 1);
+}
+
+#[test]
+fn without_fallback_broadcasts_buffer_or_fail_as_before() {
+    let mut h = H::new(quick());
+    let id = h.c.channel("room", ChannelOptions::default());
+    let e = h.c.broadcast(id, "e", "1", h.now).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Closed);
+    h.c.subscribe(id, h.now).unwrap();
+    h.c.broadcast(id, "e", "1", h.now).unwrap();
+    assert!(http_requests(&h.drain()).is_empty());
+}
+
+#[test]
+fn http_results_resolve_acks_and_report_unacked_failures() {
+    let mut h = H::new(fallback());
+    let id =
+        h.c.channel("room", ChannelOptions::default().broadcast_ack(true));
+    h.c.broadcast_with_ack(id, "e", "1", h.now).unwrap();
+    h.c.broadcast_with_ack(id, "e", "2", h.now).unwrap();
+    h.c.broadcast(id, "e", "3", h.now).unwrap();
+    h.c.broadcast(id, "e", "4", h.now).unwrap();
+    let reqs = http_requests(&h.drain());
+    assert_eq!(
+        reqs.iter().map(|r| r.report).collect::<Vec<_>>(),
+        [true, true, false, false]
+    );
+    let refused = || Error::new(ErrorCode::Rejected, "HTTP 500");
+    h.c.handle_http_result(h.now, &reqs[0], Ok(()));
+    h.c.handle_http_result(h.now, &reqs[1], Err(refused()));
+    h.c.handle_http_result(h.now, &reqs[2], Ok(()));
+    h.c.handle_http_result(h.now, &reqs[3], Err(refused()));
+    let out = h.drain();
+    assert_eq!(
+        replies(&out),
+        [
+            (reqs[0].push_ref.clone(), Ok(())),
+            (reqs[1].push_ref.clone(), Err(ErrorCode::Rejected))
+        ]
+    );
+    assert_eq!(
+        events(&out),
+        [Event::Channel {
+            topic: "realtime:room".into(),
+            change: ChannelEvent::Error(refused()),
+        }]
+    );
+    assert_eq!(
+        h.c.channel_info(id).unwrap().state,
+        ChannelState::Closed,
+        "a failed HTTP broadcast leaves the channel as it was"
+    );
+}

@@ -385,7 +385,9 @@ pub enum ChannelEvent {
         new: ChannelState,
     },
     /// A join was refused or timed out, the server's channel crashed
-    /// (`phx_error`), or the socket closed under it.
+    /// (`phx_error`), or the socket closed under it; or a broadcast sent
+    /// through the HTTP fallback without an ack failed (the channel's
+    /// state is unchanged then).
     Error(Error),
 }
 

@@ -192,6 +192,107 @@ pub(crate) fn socket_url(
     Ok(url)
 }
 
+/// JavaScript's `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`
+/// is percent-encoded as UTF-8, so paths match realtime-js's byte for byte.
+pub(crate) fn encode_uri_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            )
+        {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The REST base realtime-js derives from the socket URL (`httpEndpointURL`):
+/// `ws` → `http`, `wss` → `https`, a trailing `/socket/websocket`, `/socket`
+/// or `/websocket` (any case, one optional `/` after) removed, trailing
+/// slashes trimmed, and the query string kept for every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpEndpoint {
+    /// `http(s)://host[:port][/path]`, no trailing slash.
+    pub(crate) base: String,
+    /// The socket URL's query (`apikey=…&vsn=…`), maybe empty.
+    pub(crate) query: String,
+}
+
+impl HttpEndpoint {
+    pub(crate) fn from_socket_url(socket_url: &str) -> Result<Self, Error> {
+        let (scheme, rest) = if let Some(r) = socket_url.strip_prefix("ws://") {
+            ("http://", r)
+        } else if let Some(r) = socket_url.strip_prefix("wss://") {
+            ("https://", r)
+        } else {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                "the socket URL must start with ws:// or wss://",
+            )
+            .with("url", socket_url.chars().take(200).collect::<String>()));
+        };
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut path = path.strip_suffix('/').unwrap_or(path);
+        for suffix in ["/socket/websocket", "/socket", "/websocket"] {
+            let b = path.as_bytes();
+            if b.len() >= suffix.len()
+                && b[b.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+            {
+                // The suffix is ASCII, so the cut is a char boundary.
+                path = &path[..path.len() - suffix.len()];
+                break;
+            }
+        }
+        Ok(Self {
+            base: format!("{scheme}{}", path.trim_end_matches('/')),
+            query: query.to_owned(),
+        })
+    }
+
+    fn with_query(&self, mut url: String, extra: Option<&str>) -> String {
+        let parts: Vec<&str> = [Some(self.query.as_str()), extra]
+            .into_iter()
+            .flatten()
+            .filter(|q| !q.is_empty())
+            .collect();
+        if !parts.is_empty() {
+            url.push('?');
+            url.push_str(&parts.join("&"));
+        }
+        url
+    }
+
+    /// `POST <base>/api/broadcast?<query>`: the batch endpoint.
+    pub(crate) fn batch_url(&self) -> String {
+        self.with_query(format!("{}/api/broadcast", self.base), None)
+    }
+
+    /// `POST <base>/api/broadcast/<subtopic>/events/<event>?<query>[&private=true]`.
+    pub(crate) fn single_url(&self, subtopic: &str, event: &str, private: bool) -> String {
+        let url = format!(
+            "{}/api/broadcast/{}/events/{}",
+            self.base,
+            encode_uri_component(subtopic),
+            encode_uri_component(event)
+        );
+        self.with_query(url, private.then_some("private=true"))
+    }
+}
+
+/// The topic without its `realtime:` prefix (any case), as the REST
+/// endpoints want it.
+pub(crate) fn subtopic(topic: &str) -> &str {
+    match topic.get(..9) {
+        Some(p) if p.eq_ignore_ascii_case("realtime:") => &topic[9..],
+        _ => topic,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +367,39 @@ mod tests {
         );
         assert!(socket_url("ftp://h", None, &[], Vsn::V2).is_err());
         assert!(socket_url("ws://", None, &[], Vsn::V2).is_err());
+    }
+
+    #[test]
+    fn http_endpoints_like_realtime_js() {
+        let e = HttpEndpoint::from_socket_url(
+            "ws://127.0.0.1:4000/socket/websocket?apikey=KEY&vsn=2.0.0",
+        )
+        .unwrap();
+        assert_eq!(
+            e.batch_url(),
+            "http://127.0.0.1:4000/api/broadcast?apikey=KEY&vsn=2.0.0"
+        );
+        assert_eq!(
+            e.single_url("room1", "evt 2", true),
+            "http://127.0.0.1:4000/api/broadcast/room1/events/evt%202?apikey=KEY&vsn=2.0.0&private=true"
+        );
+        let s =
+            HttpEndpoint::from_socket_url("wss://abc.supabase.co/realtime/v1/websocket?vsn=2.0.0")
+                .unwrap();
+        assert_eq!(
+            s.batch_url(),
+            "https://abc.supabase.co/realtime/v1/api/broadcast?vsn=2.0.0"
+        );
+        let bare = HttpEndpoint::from_socket_url("ws://h/Socket/WebSocket/").unwrap();
+        assert_eq!(bare.batch_url(), "http://h/api/broadcast");
+        assert_eq!(
+            bare.single_url("a/b:c", "é*(x)", false),
+            "http://h/api/broadcast/a%2Fb%3Ac/events/%C3%A9*(x)"
+        );
+        assert!(HttpEndpoint::from_socket_url("http://h").is_err());
+        assert_eq!(subtopic("realtime:room1"), "room1");
+        assert_eq!(subtopic("REALTIME:x"), "x");
+        assert_eq!(subtopic("room1"), "room1");
+        assert_eq!(subtopic("é"), "é");
     }
 }
