@@ -594,3 +594,52 @@ fn broadcasts_and_presence_reach_the_callback_and_the_stream() {
     assert!(matches!(&more[2], Event::Broadcast { event, .. } if event == "Cursor"));
     assert_eq!(client.presence_state(&room)["me"][0]["name"], "me");
 }
+
+#[test]
+fn access_token_fn_is_consulted_after_every_heartbeat_and_changes_are_pushed() {
+    let fake = Fake::start();
+    // Answers, in order: the connect, then one per heartbeat.
+    let script = ["t0", "t0", "t1", "t2"];
+    let calls = Arc::new(AtomicUsize::new(0));
+    let n = Arc::clone(&calls);
+    let client = Client::connect(fake.config().heartbeat_interval(ms(40)).access_token_fn(
+        move || {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            Some(script[i.min(script.len() - 1)].to_owned())
+        },
+    ))
+    .unwrap();
+    let room = client.channel("room1", ChannelOptions::default());
+    client.subscribe(&room).unwrap();
+    let (mut c, _) = fake.accept();
+    assert_eq!(c.upgrade.authorization.as_deref(), Some("Bearer t0"));
+    let j = c.accept_join();
+    assert_eq!(j[4]["access_token"], "t0");
+    // Heartbeats are answered; the pushes that follow carry only changes.
+    let mut heartbeats = 0;
+    let mut pushes = Vec::new();
+    while pushes.len() < 2 {
+        let v = c.recv();
+        match v[3].as_str() {
+            Some("heartbeat") => {
+                heartbeats += 1;
+                c.reply(&v, "ok", &json!({}));
+            }
+            Some("access_token") => {
+                assert_eq!(v[0], j[0], "pushed on the joined channel");
+                pushes.push((heartbeats, v[4]["access_token"].clone()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        pushes.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>(),
+        [json!("t1"), json!("t2")],
+        "t0 again is not pushed"
+    );
+    assert!(
+        pushes[0].0 >= 2 && pushes[1].0 >= 3,
+        "each token follows its heartbeat: {pushes:?}"
+    );
+    assert!(calls.load(Ordering::SeqCst) >= 4);
+}
