@@ -46,7 +46,8 @@ struct FakeHttp {
     answers: Arc<Mutex<Vec<(u16, String)>>>,
 }
 
-fn read_request(s: &TcpStream) -> io::Result<(String, String, Vec<(String, String)>, String)> {
+/// One request: its method and the rest.
+fn read_request(s: &TcpStream) -> io::Result<(String, Post)> {
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line)?;
@@ -70,11 +71,14 @@ fn read_request(s: &TcpStream) -> io::Result<(String, String, Vec<(String, Strin
         .unwrap_or(0);
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
+    let body = String::from_utf8_lossy(&body).into_owned();
     Ok((
         method,
-        target,
-        headers,
-        String::from_utf8_lossy(&body).into_owned(),
+        Post {
+            target,
+            headers,
+            body,
+        },
     ))
 }
 
@@ -89,7 +93,7 @@ impl FakeHttp {
             for s in listener.incoming() {
                 let Ok(mut s) = s else { return };
                 s.set_read_timeout(Some(WAIT)).unwrap();
-                let Ok((method, target, headers, body)) = read_request(&s) else {
+                let Ok((method, post)) = read_request(&s) else {
                     continue;
                 };
                 let (status, reply) = if method == "POST" {
@@ -109,15 +113,7 @@ impl FakeHttp {
                     reply.len()
                 );
                 let _ = s.flush();
-                if method == "POST"
-                    && tx
-                        .send(Post {
-                            target,
-                            headers,
-                            body,
-                        })
-                        .is_err()
-                {
+                if method == "POST" && tx.send(post).is_err() {
                     return;
                 }
             }
