@@ -29,9 +29,9 @@
 //! 4. **Shutdown**: `HubHandle::shutdown`; every client must see its socket
 //!    closed.
 //!
-//! The process holds the server's file descriptors (3 per socket) and the
+//! The process holds the server's file descriptors (1 per socket) and the
 //! clients' ones (1 each), so the number of clients is lowered to fit
-//! `RLIMIT_NOFILE` (with a note; `--fds-per-client`, 4, sets the divisor).
+//! `RLIMIT_NOFILE` (with a note; `--fds-per-client`, 2, sets the divisor).
 //! Exits non-zero if a client fails to connect or join, errs, misses or
 //! duplicates a broadcast (each wait has a deadline).
 
@@ -73,7 +73,7 @@ fn parse_args() -> Args {
         burst: 200,
         threads: 2,
         concurrency: 256,
-        fds_per_client: 4,
+        fds_per_client: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {

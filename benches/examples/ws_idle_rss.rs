@@ -33,11 +33,10 @@
 //! must answer a heartbeat (`[null,"<ref>","phoenix","heartbeat",{}]` →
 //! `phx_reply` `ok`) and the server must be alive (exit code 1 otherwise).
 //!
-//! The server holds three file descriptors per socket (tiny_http's read and
-//! write halves, kept by the upgraded stream it returns, and the raw clone
-//! the socket's task reads and writes), so the number of sockets is lowered
-//! to fit the hard `RLIMIT_NOFILE` (the soft limit is raised to it), with a
-//! note.
+//! The server holds one file descriptor per socket (tiny_http hands the
+//! upgraded socket over whole, `Request::upgrade_detached`); the number of
+//! sockets is lowered to fit the hard `RLIMIT_NOFILE` if it must be (the
+//! soft limit is raised to it), with a note.
 // Figures are converted to f64 for printing only.
 #![allow(clippy::cast_precision_loss)]
 
@@ -247,8 +246,8 @@ fn main() {
     if args.server {
         run_server();
     }
-    // The server holds 3 fds per socket, plus its own and sockets in flight.
-    let fds_per_socket = 3;
+    // The server holds 1 fd per socket, plus its own and sockets in flight.
+    let fds_per_socket = 1;
     let fit =
         usize::try_from(soft.saturating_sub(64 + 3 * args.concurrency as u64) / fds_per_socket)
             .expect("fits");

@@ -3,22 +3,28 @@
 //! one async task per socket runs `tungstenite` on the non-blocking raw
 //! socket — no thread per connection. The task feeds client frames to the
 //! socket's sans-IO state and its requests to the hub, and writes what the
-//! hub queued, flushing only when the socket is writable.
+//! hub queued: frames are appended to one write buffer per socket (tungstenite
+//! writes its control frames into the same buffer), sent with one `write`
+//! per batch, and the rest is flushed when the socket is writable.
 
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
+use std::pin::{Pin, pin};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_channel::{Receiver, Sender};
-use smol::Async;
+use smol::stream::Stream;
+use smol::{Async, Timer};
 use tidings_core::OsEntropy;
 use tidings_core::router::ConnId;
 use tidings_sse::http::{HttpResponse, query_param, split_url};
 use tidings_sse::session::SessionKeys;
 use tidings_ws::frame::{FrameIn, Vsn};
 use tidings_ws::server::socket::{OutFrame, PhoenixSocket, SocketConfig, Step, WsOut};
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
@@ -28,15 +34,24 @@ use crate::hub::HubMsg;
 /// The paths Phoenix clients connect to.
 pub const WS_PATHS: [&str; 2] = ["/socket/websocket", "/realtime/v1/websocket"];
 
-/// tungstenite's read buffer per socket (4 KiB; its default of 128 KiB
-/// would cost 1.3 GiB at 10 000 sockets).
-pub const WS_READ_BUFFER: usize = 4 * 1024;
+/// tungstenite's read buffer per socket (512 B: Phoenix client frames are
+/// small, a larger message grows the buffer for as long as it takes; the
+/// default of 128 KiB would cost 1.3 GiB at 10 000 sockets, and 4 KiB was
+/// half of an idle socket's memory).
+pub const WS_READ_BUFFER: usize = 512;
 
 /// Largest message a client may send (1 MiB, SPEC §10).
 pub const WS_MAX_MESSAGE: usize = 1 << 20;
 
-/// Most queued items written before the socket is read again (64).
+/// Most queued items taken from the socket's queue into its write buffer
+/// per wake-up (64): one `write` syscall carries them all, and the socket is
+/// read again before more are taken.
 pub const WS_WRITE_BATCH: usize = 64;
+
+/// Capacity a socket's write buffer may keep once everything in it went out
+/// (1 KiB); a larger buffer, grown by a burst, is freed so that idle sockets
+/// stay small.
+pub const WS_WRITE_BUFFER_KEEP: usize = 1024;
 
 /// How long a close handshake may take before the socket is dropped (2 s).
 pub const WS_CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -66,7 +81,7 @@ fn json_error(status: u16, msg: &str) -> HttpResponse {
 /// then hands the raw socket to a task. Errors are answered as HTTP JSON
 /// `{"error": …}` (400 bad request or vsn, 401 refused, 503 hub gone).
 pub(crate) fn upgrade(
-    mut rq: tiny_http::Request,
+    rq: tiny_http::Request,
     hub: &HubHandle,
     keys: &SessionKeys,
     queue: usize,
@@ -103,44 +118,83 @@ pub(crate) fn upgrade(
         Ok(Err(resp)) => return Err((rq, resp)),
         Err(_) => return Err((rq, json_error(503, "the hub is not running"))),
     };
-    let raw = rq.take_raw_stream();
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let response = tiny_http::Response::empty(101).with_header(
         tiny_http::Header::from_bytes(&b"Sec-WebSocket-Accept"[..], accept.as_bytes())
             .expect("an accept key is a valid header"),
     );
-    // The upgraded stream keeps tiny_http from shutting the socket; the
-    // task does its I/O on the raw, non-blocking handle.
-    let guard = rq.upgrade("websocket", response);
+    // tiny_http writes the 101 and hands the socket over whole: its worker
+    // thread and its two handles on the socket are released at once.
+    let raw = rq.upgrade_detached("websocket", response);
     let hub_tx = hub.tx.clone();
     smol::spawn(async move {
         if let Some(tcp) = raw.and_then(|t| Async::new(t).ok()) {
-            run(Arc::new(tcp), vsn, conn, &frames, &hub_tx).await;
+            run(tcp, vsn, conn, frames, &hub_tx).await;
         }
-        drop(guard);
         let _ = hub_tx.send(HubMsg::WsClosed { socket: conn }).await;
     })
     .detach();
     Ok(())
 }
 
-/// `Read + Write` over the shared non-blocking socket for tungstenite.
-struct Io(Arc<Async<TcpStream>>);
+/// The socket as tungstenite sees it: reads go to the non-blocking socket,
+/// writes (control frames: pongs, the close) are appended to `out`, the same
+/// buffer the task appends its text frames to, so nothing interleaves.
+struct Io {
+    tcp: Async<TcpStream>,
+    out: Vec<u8>,
+    /// How much of `out` already went to the socket.
+    sent: usize,
+}
 
 impl Read for Io {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut s: &TcpStream = self.0.get_ref();
+        let mut s: &TcpStream = self.tcp.get_ref();
         s.read(buf)
     }
 }
 
 impl Write for Io {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut s: &TcpStream = self.0.get_ref();
-        s.write(buf)
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl Io {
+    /// Appends an unmasked text frame (server role).
+    fn push_text(&mut self, text: &[u8]) {
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        // Writing into a Vec cannot fail.
+        let _ = header.format(text.len() as u64, &mut self.out);
+        self.out.extend_from_slice(text);
+    }
+
+    /// Sends what it can; `Ok(true)` once the buffer is empty.
+    fn send(&mut self) -> io::Result<bool> {
+        let mut s: &TcpStream = self.tcp.get_ref();
+        while self.sent < self.out.len() {
+            match s.write(&self.out[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.sent = 0;
+        if self.out.capacity() > WS_WRITE_BUFFER_KEEP {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+        Ok(true)
     }
 }
 
@@ -154,12 +208,13 @@ fn would_block(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if io.kind() == io::ErrorKind::WouldBlock)
 }
 
-enum Wake {
-    Readable,
-    Writable,
-    Item(WsOut),
-    QueueClosed,
-    Deadline,
+/// What woke a waiting socket task (several can at once).
+#[derive(Default)]
+struct Wake {
+    readable: bool,
+    item: Option<WsOut>,
+    queue_closed: bool,
+    deadline: bool,
 }
 
 /// Why the socket ends.
@@ -180,16 +235,14 @@ struct Task<'a> {
 }
 
 impl Task<'_> {
-    /// Queues a frame in tungstenite's buffer (WouldBlock means queued).
+    /// Appends a frame to the write buffer.
     fn write(&mut self, frame: OutFrame) -> Result<(), End> {
-        let msg = match frame {
-            OutFrame::Text(t) => Message::Text(t),
-            OutFrame::Close(code) => return Err(End::Close(code)),
-        };
-        match self.ws.write(msg) {
-            Ok(()) => Ok(()),
-            Err(e) if would_block(&e) => Ok(()),
-            Err(_) => Err(End::Gone),
+        match frame {
+            OutFrame::Text(t) => {
+                self.ws.get_mut().push_text(t.as_bytes());
+                Ok(())
+            }
+            OutFrame::Close(code) => Err(End::Close(code)),
         }
     }
 
@@ -238,21 +291,23 @@ impl Task<'_> {
         }
     }
 
-    /// Flushes tungstenite's buffer; `Ok(true)` when it all went out.
+    /// Sends the write buffer; `Ok(true)` when it all went out.
     fn flush(&mut self) -> Result<bool, End> {
+        // tungstenite may hold a pong from the last read: into the buffer.
         match self.ws.flush() {
-            Ok(()) => Ok(true),
-            Err(e) if would_block(&e) => Ok(false),
-            Err(_) => Err(End::Gone),
+            Ok(()) => {}
+            Err(e) if would_block(&e) => {}
+            Err(_) => return Err(End::Gone),
         }
+        self.ws.get_mut().send().map_err(|_| End::Gone)
     }
 }
 
 async fn run(
-    tcp: Arc<Async<TcpStream>>,
+    tcp: Async<TcpStream>,
     vsn: Vsn,
     conn: ConnId,
-    frames: &Receiver<WsOut>,
+    frames: Receiver<WsOut>,
     hub: &Sender<HubMsg>,
 ) {
     let config = WebSocketConfig::default()
@@ -260,54 +315,120 @@ async fn run(
         .write_buffer_size(0)
         .max_message_size(Some(WS_MAX_MESSAGE))
         .max_frame_size(Some(WS_MAX_MESSAGE));
+    let io = Io {
+        tcp,
+        out: Vec::new(),
+        sent: 0,
+    };
     let mut c = Task {
-        ws: WebSocket::from_raw_socket(Io(tcp.clone()), Role::Server, Some(config)),
+        ws: WebSocket::from_raw_socket(io, Role::Server, Some(config)),
         socket: PhoenixSocket::new(vsn, SocketConfig::default(), now_ms()),
         hub,
         id: conn,
         steps: Vec::new(),
         entropy: OsEntropy,
     };
-    let end = serve(&mut c, &tcp, frames).await;
+    let end = serve(&mut c, frames).await;
     if let End::Close(code) = end {
-        let _ = c.ws.close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: "".into(),
-        }));
-        let deadline = Instant::now() + WS_CLOSE_GRACE;
-        // Flush the close frame, then wait for the client's close.
-        loop {
-            let done = match c.ws.flush() {
-                Ok(()) => match c.ws.read() {
-                    Err(e) if would_block(&e) => false,
-                    Err(_) => true,
-                    Ok(_) => continue,
-                },
-                Err(e) if would_block(&e) => false,
-                Err(_) => true,
-            };
-            if done || Instant::now() >= deadline {
-                break;
-            }
-            let wait = smol::future::or(
-                async {
-                    let _ = smol::future::or(tcp.readable(), tcp.writable()).await;
-                },
-                async {
-                    smol::Timer::at(deadline).await;
-                },
-            );
-            wait.await;
-        }
+        close(&mut c, code).await;
     }
 }
 
-async fn serve(c: &mut Task<'_>, tcp: &Async<TcpStream>, frames: &Receiver<WsOut>) -> End {
-    let mut flushed = true;
+/// Sends a close frame with `code`, then waits (at most
+/// [`WS_CLOSE_GRACE`]) for the client's close.
+async fn close(c: &mut Task<'_>, code: u16) {
+    let _ = c.ws.close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: "".into(),
+    }));
+    let deadline = Instant::now() + WS_CLOSE_GRACE;
     loop {
-        if let Err(end) = c.read_all().await {
+        let done = match c.flush() {
+            Ok(true) => match c.ws.read() {
+                Err(e) if would_block(&e) => false,
+                Err(_) => true,
+                Ok(_) => continue,
+            },
+            Ok(false) => false,
+            Err(_) => true,
+        };
+        if done || Instant::now() >= deadline {
+            break;
+        }
+        let tcp = &c.ws.get_ref().tcp;
+        let wait = smol::future::or(
+            async {
+                let _ = smol::future::or(tcp.readable(), tcp.writable()).await;
+            },
+            async {
+                Timer::at(deadline).await;
+            },
+        );
+        wait.await;
+    }
+}
+
+/// Waits for the socket to be readable, for a queued item (only when the
+/// write buffer is empty: the queue is the backpressure), for the socket to
+/// be writable (only when it is not), or for the deadline. The socket's and
+/// the queue's wakers stay registered across calls, so a wake-up costs no
+/// syscall beyond re-arming a readiness that fired.
+fn wait<'a>(
+    tcp: &'a Async<TcpStream>,
+    frames: Pin<&'a mut Receiver<WsOut>>,
+    flushed: bool,
+    timer: &'a mut Timer,
+) -> impl Future<Output = Wake> + 'a {
+    let mut frames = frames;
+    std::future::poll_fn(move |cx| {
+        let mut wake = Wake {
+            readable: tcp.poll_readable(cx).is_ready(),
+            ..Wake::default()
+        };
+        if flushed {
+            match frames.as_mut().poll_next(cx) {
+                Poll::Ready(Some(item)) => wake.item = Some(item),
+                Poll::Ready(None) => wake.queue_closed = true,
+                Poll::Pending => {}
+            }
+        } else if tcp.poll_writable(cx).is_ready() {
+            // Writable: the loop flushes.
+            return Poll::Ready(wake);
+        }
+        wake.deadline = Pin::new(&mut *timer).poll(cx).is_ready();
+        if wake.readable || wake.item.is_some() || wake.queue_closed || wake.deadline {
+            Poll::Ready(wake)
+        } else {
+            Poll::Pending
+        }
+    })
+}
+
+async fn serve(c: &mut Task<'_>, frames: Receiver<WsOut>) -> End {
+    let mut frames = pin!(frames);
+    let mut timer = Timer::never();
+    let mut armed = u64::MAX;
+    let mut flushed = true;
+    let mut wake = Wake {
+        readable: true,
+        ..Wake::default()
+    };
+    loop {
+        if wake.readable
+            && let Err(end) = c.read_all().await
+        {
             return end;
         }
+        if wake.queue_closed {
+            // The hub dropped this socket (slow consumer or shutdown).
+            return End::Close(1001);
+        }
+        if let Some(item) = wake.item.take()
+            && let Err(end) = c.deliver(&item)
+        {
+            return end;
+        }
+        // Items wait in the queue while the last batch is still going out.
         if flushed {
             for _ in 0..WS_WRITE_BATCH {
                 let Ok(item) = frames.try_recv() else { break };
@@ -325,40 +446,11 @@ async fn serve(c: &mut Task<'_>, tcp: &Async<TcpStream>, frames: &Receiver<WsOut
         if now >= deadline {
             return End::Close(1001);
         }
-        let at = Instant::now() + Duration::from_millis(deadline - now);
-        let wake = smol::future::or(
-            async {
-                let _ = tcp.readable().await;
-                Wake::Readable
-            },
-            smol::future::or(
-                async {
-                    if flushed {
-                        match frames.recv().await {
-                            Ok(item) => Wake::Item(item),
-                            Err(_) => Wake::QueueClosed,
-                        }
-                    } else {
-                        let _ = tcp.writable().await;
-                        Wake::Writable
-                    }
-                },
-                async {
-                    smol::Timer::at(at).await;
-                    Wake::Deadline
-                },
-            ),
-        )
-        .await;
-        match wake {
-            Wake::Item(item) => {
-                if let Err(end) = c.deliver(&item) {
-                    return end;
-                }
-            }
-            // The hub dropped this socket (slow consumer or shutdown).
-            Wake::QueueClosed => return End::Close(1001),
-            Wake::Readable | Wake::Writable | Wake::Deadline => {}
+        // A timer that fired is re-armed even for the same deadline.
+        if deadline != armed || wake.deadline {
+            armed = deadline;
+            timer.set_at(Instant::now() + Duration::from_millis(deadline - now));
         }
+        wake = wait(&c.ws.get_ref().tcp, frames.as_mut(), flushed, &mut timer).await;
     }
 }

@@ -37,6 +37,8 @@ pub struct ClientConnection {
 
     // Tidings patch: the raw TCP socket, handed to an event-stream request
     raw: Option<std::net::TcpStream>,
+    // Tidings patch: set to hand the socket over without a shutdown
+    detached: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Error that can happen when reading a request.
@@ -58,6 +60,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let detached = read_socket.detached_flag();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -70,6 +73,7 @@ impl ClientConnection {
                         no_more_requests: false,
             secure,
             raw,
+            detached,
         }
     }
 
@@ -276,7 +280,7 @@ impl Iterator for ClientConnection {
             {
                 self.no_more_requests = true;
                 let mut rq = rq;
-                rq.set_raw_stream(self.raw.take());
+                rq.set_raw_stream(self.raw.take(), self.detached.clone());
                 return Some(rq);
             }
 

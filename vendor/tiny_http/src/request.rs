@@ -77,6 +77,9 @@ pub struct Request {
 
     // Tidings patch: the raw TCP socket of an event-stream request
     raw_stream: Option<std::net::TcpStream>,
+    // Tidings patch: shared with the connection's socket halves (see
+    // `upgrade_detached`)
+    detached: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -242,6 +245,7 @@ where
                 must_send_continue: expects_continue,
         notify_when_responded: None,
         raw_stream: None,
+        detached: None,
     })
 }
 
@@ -255,8 +259,48 @@ impl Request {
         self.raw_stream.take()
     }
 
-    pub(crate) fn set_raw_stream(&mut self, raw: Option<std::net::TcpStream>) {
+    pub(crate) fn set_raw_stream(
+        &mut self,
+        raw: Option<std::net::TcpStream>,
+        detached: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
         self.raw_stream = raw;
+        self.detached = Some(detached);
+    }
+
+    /// Tidings patch: answers an upgrade request with `response` (written
+    /// and flushed like [`Request::upgrade`]), then hands the raw TCP socket
+    /// over whole: the request's reader and writer are dropped *without*
+    /// shutting the socket down, so tiny_http's connection thread and its
+    /// two socket handles are released at once and the caller owns the only
+    /// handle left. `None` (and the request is answered and dropped as
+    /// usual) when there is no raw socket (HTTPS, Unix sockets, or a request
+    /// that is not an event stream or upgrade).
+    pub fn upgrade_detached<R: Read>(
+        mut self,
+        protocol: &str,
+        response: Response<R>,
+    ) -> Option<std::net::TcpStream> {
+        let raw = self.raw_stream.take()?;
+        let detached = self.detached.take()?;
+        let mut writer = self.extract_writer_impl();
+        response
+            .raw_print(
+                writer.by_ref(),
+                self.http_version.clone(),
+                &self.headers,
+                false,
+                Some(protocol),
+            )
+            .ok()?;
+        writer.flush().ok()?;
+        detached.store(true, std::sync::atomic::Ordering::Release);
+        drop(writer);
+        drop(self.extract_reader_impl());
+        if let Some(sender) = self.notify_when_responded.take() {
+            sender.send(()).ok();
+        }
+        Some(raw)
     }
 
     /// Returns true if the request was made through HTTPS.

@@ -1,6 +1,8 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -86,6 +88,10 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    // Tidings patch: set when the socket was handed over whole
+    // (`Request::upgrade_detached`); both halves then close their handles
+    // without shutting the socket down. Shared by the two halves.
+    detached: Arc<AtomicBool>,
 }
 
 impl RefinedTcpStream {
@@ -96,17 +102,20 @@ impl RefinedTcpStream {
         let stream: Stream = stream.into();
 
         let (read, write) = (stream.clone(), stream);
+        let detached = Arc::new(AtomicBool::new(false));
 
         let read = RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            detached: detached.clone(),
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            detached,
         };
 
         (read, write)
@@ -121,10 +130,19 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    /// Tidings patch: the flag that, once set, makes both halves drop
+    /// without shutting the socket down.
+    pub(crate) fn detached_flag(&self) -> Arc<AtomicBool> {
+        self.detached.clone()
+    }
 }
 
 impl Drop for RefinedTcpStream {
     fn drop(&mut self) {
+        if self.detached.load(Ordering::Acquire) {
+            return;
+        }
         if self.close_read {
             self.stream.shutdown(Shutdown::Read).ok();
         }
