@@ -268,11 +268,7 @@ fn access_tokens_are_forwarded_once_and_sb_keys_ignored() {
 fn rendering_uses_the_current_join_ref_and_forgets_refused_joins() {
     let mut t = T::new(Vsn::V2);
     join(&mut t, "6", "realtime:r", &json!({}));
-    let push = WsOut::Push {
-        topic: Arc::from("realtime:r"),
-        event: "presence_state".into(),
-        payload: Arc::from("{}"),
-    };
+    let push = WsOut::push(Arc::from("realtime:r"), "presence_state", Arc::from("{}"));
     assert_eq!(
         t.socket.render(&push),
         Some(OutFrame::Text(
@@ -291,12 +287,12 @@ fn rendering_uses_the_current_join_ref_and_forgets_refused_joins() {
                 .into()
         ))
     );
-    let refused = WsOut::Reply {
-        to: to("realtime:r", "6", "6"),
-        ok: false,
-        response: r#"{"reason":"Unauthorized: no"}"#.into(),
-        join: true,
-    };
+    let refused = WsOut::reply(
+        to("realtime:r", "6", "6"),
+        false,
+        r#"{"reason":"Unauthorized: no"}"#.into(),
+        true,
+    );
     assert!(t.socket.render(&refused).is_some());
     assert_eq!(t.socket.joined(), 0, "a refused join is forgotten");
     assert_eq!(

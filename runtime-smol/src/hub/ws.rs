@@ -131,15 +131,7 @@ impl Hub {
     }
 
     fn ws_reply(&mut self, socket: ConnId, to: ReplyTo, ok: bool, response: String, join: bool) {
-        self.ws_push(
-            socket,
-            WsOut::Reply {
-                to,
-                ok,
-                response,
-                join,
-            },
-        );
+        self.ws_push(socket, WsOut::reply(to, ok, response, join));
     }
 
     fn authorize(
@@ -262,11 +254,7 @@ impl Hub {
             let state = self.router.presence_state(channel).unwrap_or_default();
             self.ws_push(
                 socket,
-                WsOut::Push {
-                    topic,
-                    event: "presence_state".into(),
-                    payload: state_json(&state).into(),
-                },
+                WsOut::push(topic, "presence_state", state_json(&state).into()),
             );
         }
     }
@@ -317,11 +305,7 @@ impl Hub {
             });
             self.ws_push(
                 socket,
-                WsOut::Push {
-                    topic: to.topic.clone(),
-                    event: "system".into(),
-                    payload: system.to_string().into(),
-                },
+                WsOut::push(to.topic.clone(), "system", system.to_string().into()),
             );
             self.ws_push(socket, WsOut::Close { topic: to.topic });
             let _ = self.router.leave(socket, channel, &Cid::PAGE);
@@ -410,14 +394,7 @@ impl Hub {
             smol::spawn(async move {
                 if let Ok(resp) = answer.recv().await {
                     let (ok, response) = Self::ws_answer(&resp);
-                    let _ = tx
-                        .send(WsOut::Reply {
-                            to,
-                            ok,
-                            response,
-                            join: false,
-                        })
-                        .await;
+                    let _ = tx.send(WsOut::reply(to, ok, response, false)).await;
                 }
             })
             .detach();
@@ -451,14 +428,7 @@ impl Hub {
             return false;
         };
         let payload: Arc<str> = String::from_utf8_lossy(data).into();
-        self.ws_push(
-            socket,
-            WsOut::Push {
-                topic,
-                event: event.to_owned(),
-                payload,
-            },
-        );
+        self.ws_push(socket, WsOut::push(topic, event, payload));
         true
     }
 

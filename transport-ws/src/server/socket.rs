@@ -172,32 +172,17 @@ impl SharedFrame {
     }
 }
 
-/// What the hub sends a socket.
+/// What the hub sends a socket. Kept to 24 bytes (the rare, large variants
+/// are boxed): an idle socket's outbound queue holds a block of 31 slots.
 #[derive(Debug, Clone)]
 pub enum WsOut {
     /// A fan-out frame (broadcast, presence diff).
     Shared(Arc<SharedFrame>),
     /// A reply to a push.
-    Reply {
-        /// Where it goes.
-        to: ReplyTo,
-        /// `ok` or `error`.
-        ok: bool,
-        /// The response, a JSON object.
-        response: String,
-        /// It answers a join: an error forgets the join.
-        join: bool,
-    },
+    Reply(Box<Reply>),
     /// A channel push on the topic's current join (`presence_state`,
     /// `system`, instance-stream events).
-    Push {
-        /// The topic.
-        topic: Arc<str>,
-        /// The event.
-        event: String,
-        /// The payload, JSON.
-        payload: Arc<str>,
-    },
+    Push(Box<Push>),
     /// The server stops a channel: `phx_close`.
     Close {
         /// The topic.
@@ -205,6 +190,55 @@ pub enum WsOut {
     },
     /// Close the socket with this code (1001/1012: please reconnect).
     Disconnect(u16),
+}
+
+// An idle socket keeps one queue block of 31 slots: keep the slot small.
+const _: () = assert!(size_of::<WsOut>() <= 24, "WsOut grew: box the new variant");
+
+impl WsOut {
+    /// A reply to a push: `ok` or `error` with `response`, a JSON object;
+    /// `join` marks the answer to a join (an error forgets the join).
+    pub fn reply(to: ReplyTo, ok: bool, response: String, join: bool) -> Self {
+        Self::Reply(Box::new(Reply {
+            to,
+            ok,
+            response,
+            join,
+        }))
+    }
+
+    /// A push of `event` with `payload` (JSON) on `topic`'s current join.
+    pub fn push(topic: Arc<str>, event: impl Into<String>, payload: Arc<str>) -> Self {
+        Self::Push(Box::new(Push {
+            topic,
+            event: event.into(),
+            payload,
+        }))
+    }
+}
+
+/// A reply to a push ([`WsOut::Reply`]).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Where it goes.
+    pub to: ReplyTo,
+    /// `ok` or `error`.
+    pub ok: bool,
+    /// The response, a JSON object.
+    pub response: String,
+    /// It answers a join: an error forgets the join.
+    pub join: bool,
+}
+
+/// A channel push ([`WsOut::Push`]).
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The event.
+    pub event: String,
+    /// The payload, JSON.
+    pub payload: Arc<str>,
 }
 
 /// A frame to write.
@@ -617,12 +651,13 @@ impl PhoenixSocket {
                 .topics
                 .contains_key(f.topic())
                 .then(|| OutFrame::Text(f.text(self.vsn))),
-            WsOut::Reply {
-                to,
-                ok,
-                response,
-                join,
-            } => {
+            WsOut::Reply(reply) => {
+                let Reply {
+                    to,
+                    ok,
+                    response,
+                    join,
+                } = &**reply;
                 if *join
                     && !*ok
                     && self
@@ -642,11 +677,12 @@ impl PhoenixSocket {
                     &format!(r#"{{"status":"{status}","response":{response}}}"#),
                 ))
             }
-            WsOut::Push {
-                topic,
-                event,
-                payload,
-            } => {
+            WsOut::Push(push) => {
+                let Push {
+                    topic,
+                    event,
+                    payload,
+                } = &**push;
                 let jr = self.topics.get(topic)?.join_ref.clone();
                 text(frame::encode_text(
                     self.vsn,
