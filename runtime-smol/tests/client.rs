@@ -858,3 +858,52 @@ fn presence_between_a_rust_client_and_realtime_js() {
     wait_sync(&events, topic, &json!({}));
     assert!(rust.presence_state(&ch).is_empty());
 }
+
+#[test]
+fn a_broadcast_over_the_http_fallback_and_http_send_reach_a_joined_client() {
+    let srv = start();
+    let (receiver, r_events) = connect(&srv);
+    let topic = "realtime:rest-room";
+    let rch = receiver.channel("rest-room", ChannelOptions::default());
+    receiver.on(&rch, Binding::broadcast("*")).expect("binding");
+    receiver.subscribe(&rch).expect("subscribe");
+    wait_joined(&r_events, topic);
+
+    // The sender never joins: its broadcasts go to POST /api/broadcast.
+    let (sender, _s_events) = connect_cfg(
+        ClientConfig::new(endpoint(&srv))
+            .apikey("k")
+            .access_token("jwt")
+            .http_fallback(true),
+    );
+    let sch = sender.channel("rest-room", ChannelOptions::default().broadcast_ack(true));
+    let r = sender
+        .broadcast_with_ack(&sch, "via-rest", &json!({"n": 1}))
+        .expect("broadcast");
+    assert_eq!(ack(&sender, &r), Acknowledged);
+    assert_eq!(
+        wait_broadcast(&r_events, topic, "via-rest"),
+        json!({"n": 1})
+    );
+    // The explicit single endpoint, too.
+    smol::block_on(sender.http_send(&sch, "via-send", &json!({"n": 2}))).expect("http_send");
+    assert_eq!(
+        wait_broadcast(&r_events, topic, "via-send"),
+        json!({"n": 2})
+    );
+    assert_eq!(
+        sender.store().channel("rest-room").map(|c| c.state),
+        Some(ChannelState::Closed),
+        "the sender's channel never joined"
+    );
+
+    // A refusal comes back typed: the app denies broadcasting on this topic.
+    let denied = sender.channel("denied-rest", ChannelOptions::default().broadcast_ack(true));
+    let r = sender
+        .broadcast_with_ack(&denied, "x", &json!({}))
+        .expect("broadcast");
+    let e = smol::block_on(sender.wait_for_ack(&r, WAIT)).expect_err("refused");
+    assert_eq!(e.code, ErrorCode::Unauthorized, "{e}");
+    let e = smol::block_on(sender.http_send(&denied, "x", &json!({}))).expect_err("refused");
+    assert_eq!(e.code, ErrorCode::Unauthorized, "{e}");
+}
