@@ -7,8 +7,10 @@
 //!
 //! Defaults: `ws://127.0.0.1:4000/socket`, `realtime:lobby`, `rust-<pid>`.
 //! Works against the Tidings server (the chat example serves `/socket`) and
-//! any Supabase Realtime server (pass its `/realtime/v1` URL and set
-//! `APIKEY`). Stops on Ctrl-C.
+//! any Supabase Realtime server: pass its `wss://<ref>.supabase.co/realtime/v1`
+//! URL (TLS with Mozilla's roots), set `APIKEY`, and `ACCESS_TOKEN` for a
+//! user's JWT. Before joining it also POSTs one message through the REST
+//! endpoint (`http_send`), which needs no join. Stops on Ctrl-C.
 
 use std::time::Duration;
 
@@ -29,7 +31,11 @@ fn main() -> Result<(), tidings_ws::client::Error> {
         .unwrap_or_else(|| format!("rust-{}", std::process::id()));
     let apikey = std::env::var("APIKEY").unwrap_or_else(|_| "anon".into());
 
-    let client = Client::connect(ClientConfig::new(url.clone()).apikey(apikey))?;
+    let mut config = ClientConfig::new(url.clone()).apikey(apikey);
+    if let Ok(token) = std::env::var("ACCESS_TOKEN") {
+        config = config.access_token(token);
+    }
+    let client = Client::connect(config)?;
     let events = client.events();
     let channel = client.channel(
         &room,
@@ -45,6 +51,17 @@ fn main() -> Result<(), tidings_ws::client::Error> {
     println!("connecting to {url}, room {} as {name}", channel.topic());
 
     smol::block_on(async {
+        match client
+            .http_send(
+                &channel,
+                "message",
+                &json!({"from": name, "body": "hello over HTTP"}),
+            )
+            .await
+        {
+            Ok(()) => println!("HTTP broadcast accepted"),
+            Err(e) => println!("HTTP broadcast refused: {e}"),
+        }
         let mut greeted = false;
         while let Some(event) = events.recv().await {
             match event {

@@ -21,7 +21,17 @@
 //! join error, join timeout or `phx_error` with backoff 1 s, 2 s, 5 s, 10 s;
 //! no rejoin after the server's `phx_close`; messages with a stale join_ref
 //! dropped; broadcasts matched by `*` or their event ignoring case;
-//! presence merged with phoenix.js's algorithm.
+//! presence merged with phoenix.js's algorithm; `access_token_fn`
+//! consulted before each connect and after every heartbeat, a changed token
+//! pushed to joined channels.
+//!
+//! Transport: `ws://`, and `wss://` with the `tls` feature (on by default;
+//! rustls, Mozilla's roots or `ClientConfig::root_certificate`). The REST
+//! broadcast endpoints are reached with
+//! [`Client::http_send`](crate::client::Client::http_send) and, when
+//! [`ClientConfig::http_fallback`](crate::client::ClientConfig::http_fallback)
+//! is on, by broadcasts on channels that cannot push (realtime-js's
+//! fallback); both run on the blocking pool.
 //!
 //! ```no_run
 //! use std::time::Duration;
