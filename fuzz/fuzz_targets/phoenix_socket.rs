@@ -30,14 +30,14 @@ fuzz_target!(|data: &[u8]| {
                         let v: serde_json::Value = serde_json::from_str(&t).expect("sent frames are JSON");
                         assert_eq!(v.is_array(), vsn == Vsn::V2);
                     }
-                    Step::Send(OutFrame::Close(_)) => {}
+                    Step::Send(OutFrame::Close(_) | OutFrame::Binary(_)) => {}
                     Step::Hub(req) => {
                         // Answer like a hub would; refuse every other join.
                         if let Request::Join { to, .. } = *req {
                             let refuse = i % 2 == 1;
-                            let reply = WsOut::Reply { to: to.clone(), ok: !refuse, response: "{}".into(), join: true };
+                            let reply = WsOut::reply(to.clone(), !refuse, "{}".into(), true);
                             let _ = socket.render(&reply);
-                            let push = WsOut::Push { topic: to.topic.clone(), event: "x".into(), payload: Arc::from("{}") };
+                            let push = WsOut::push(to.topic.clone(), "x", Arc::from("{}"));
                             let _ = socket.render(&push);
                             let _ = socket.render(&WsOut::Close { topic: to.topic });
                         }

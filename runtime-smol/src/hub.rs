@@ -748,9 +748,14 @@ impl Hub {
                         self.ws_fanout(
                             &broadcast.channel,
                             broadcast.action.as_str(),
-                            broadcast.params.as_bytes(),
+                            &broadcast.params,
                             &conns,
                         );
+                    }
+                    // The SSE wire embeds params as JSON: pages do not get
+                    // binary payloads (as Phoenix V1 sockets do not).
+                    if broadcast.params.is_binary() {
+                        continue;
                     }
                     let params = raw_params(broadcast.params.as_bytes());
                     let mut frames: HashMap<Cids, Frame> = HashMap::new();

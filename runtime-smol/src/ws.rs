@@ -165,15 +165,15 @@ impl Write for Io {
 }
 
 impl Io {
-    /// Appends an unmasked text frame (server role).
-    fn push_text(&mut self, text: &[u8]) {
+    /// Appends an unmasked data frame (server role).
+    fn push_frame(&mut self, data: Data, payload: &[u8]) {
         let header = FrameHeader {
-            opcode: OpCode::Data(Data::Text),
+            opcode: OpCode::Data(data),
             ..FrameHeader::default()
         };
         // Writing into a Vec cannot fail.
-        let _ = header.format(text.len() as u64, &mut self.out);
-        self.out.extend_from_slice(text);
+        let _ = header.format(payload.len() as u64, &mut self.out);
+        self.out.extend_from_slice(payload);
     }
 
     /// Sends what it can; `Ok(true)` once the buffer is empty.
@@ -239,7 +239,11 @@ impl Task<'_> {
     fn write(&mut self, frame: OutFrame) -> Result<(), End> {
         match frame {
             OutFrame::Text(t) => {
-                self.ws.get_mut().push_text(t.as_bytes());
+                self.ws.get_mut().push_frame(Data::Text, t.as_bytes());
+                Ok(())
+            }
+            OutFrame::Binary(b) => {
+                self.ws.get_mut().push_frame(Data::Binary, &b);
                 Ok(())
             }
             OutFrame::Close(code) => Err(End::Close(code)),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tidings_core::SeededEntropy;
 use tidings_ws::frame::{FrameIn, Vsn};
 use tidings_ws::server::socket::{
-    OutFrame, PhoenixSocket, ReplyTo, Request, SharedFrame, SocketConfig, Step, WsOut,
+    OutFrame, PhoenixSocket, ReplyTo, Request, SharedFrame, SocketConfig, Step, UserPayload, WsOut,
 };
 use tidings_ws::server::topic::TopicKind;
 
@@ -47,6 +47,7 @@ fn split(steps: Vec<Step>) -> (Vec<Value>, Vec<Request>) {
         match s {
             Step::Send(OutFrame::Text(t)) => frames.push(serde_json::from_str(&t).unwrap()),
             Step::Send(OutFrame::Close(c)) => frames.push(json!(["close", c])),
+            Step::Send(OutFrame::Binary(b)) => frames.push(json!(["binary", b.to_vec()])),
             Step::Hub(r) => reqs.push(*r),
         }
     }
@@ -180,7 +181,7 @@ fn stale_join_refs_are_dropped_and_current_ones_delivered() {
         [Request::Broadcast {
             channel: tidings_ws::server::topic::realtime_channel("r").unwrap(),
             event: "e".into(),
-            payload: r#"{"a":1}"#.into(),
+            payload: UserPayload::Json(r#"{"a":1}"#.into()),
             self_: false,
             ack: Some(to("realtime:r", "6", "8")),
         }]
@@ -333,5 +334,86 @@ fn undecodable_frames_are_errors_and_change_nothing() {
         t.socket.deadline(),
         2 + 60_000,
         "any frame counts as activity"
+    );
+}
+
+/// A kind-3 user broadcast: `[3, join_ref, ref, topic, event, meta lens…,
+/// encoding]` then the fields and the payload.
+fn kind3(jr: &str, r: &str, topic: &str, event: &str, encoding: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![
+        3,
+        jr.len() as u8,
+        r.len() as u8,
+        topic.len() as u8,
+        event.len() as u8,
+        0,
+        encoding,
+    ];
+    for part in [jr, r, topic, event] {
+        f.extend_from_slice(part.as_bytes());
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn binary_user_broadcasts_are_relayed_as_bytes_to_v2_sockets_only() {
+    let mut t = T::new(Vsn::V2);
+    join(
+        &mut t,
+        "6",
+        "realtime:r",
+        &json!({"config": {"broadcast": {"self": true}}}),
+    );
+    let frame = kind3("6", "8", "realtime:r", "bin", 0, &[0, 159, 255]);
+    let mut out = Vec::new();
+    t.socket
+        .handle(2, FrameIn::Binary(&frame), &mut t.e, &mut out)
+        .expect("a kind-3 frame decodes");
+    let (frames, reqs) = split(out);
+    assert!(frames.is_empty(), "no ack asked: {frames:?}");
+    assert_eq!(
+        reqs,
+        [Request::Broadcast {
+            channel: tidings_ws::server::topic::realtime_channel("r").unwrap(),
+            event: "bin".into(),
+            payload: UserPayload::Binary(vec![0, 159, 255]),
+            self_: true,
+            ack: None,
+        }]
+    );
+    // Encoding 1 is JSON, as a text broadcast.
+    let mut out = Vec::new();
+    let frame = kind3("6", "9", "realtime:r", "js", 1, br#"{"a":1}"#);
+    t.socket
+        .handle(2, FrameIn::Binary(&frame), &mut t.e, &mut out)
+        .expect("a kind-3 frame decodes");
+    let (_, reqs) = split(out);
+    assert!(matches!(
+        &reqs[..],
+        [Request::Broadcast { payload: UserPayload::Json(p), .. }] if p == r#"{"a":1}"#
+    ));
+
+    let shared = WsOut::Shared(Arc::new(SharedFrame::binary_broadcast(
+        Arc::from("realtime:r"),
+        "bin",
+        &[0, 159, 255],
+    )));
+    let mut expected = vec![4, 10, 3, 0, 0];
+    expected.extend_from_slice(b"realtime:rbin");
+    expected.extend_from_slice(&[0, 159, 255]);
+    assert_eq!(
+        t.socket.render(&shared),
+        Some(OutFrame::Binary(expected.into())),
+        "V2: kind 4, encoding 0"
+    );
+    let mut v1 = T::new(Vsn::V1);
+    let (frames, _) = split(v1.send(&json!({"join_ref": "1", "ref": "1", "topic": "realtime:r", "event": "phx_join", "payload": {}})));
+    assert!(frames.is_empty());
+    assert_eq!(v1.socket.joined(), 1);
+    assert_eq!(
+        v1.socket.render(&shared),
+        None,
+        "V1 sockets get no binary payloads"
     );
 }

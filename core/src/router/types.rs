@@ -34,26 +34,57 @@ impl ConnId {
 
 /// Pre-encoded broadcast params (e.g. JSON bytes). The core never reads
 /// them; every delivery of a broadcast shares this one allocation.
+///
+/// A payload is text (JSON, the default) or opaque binary; the flag is for
+/// transports, which drop a binary payload where their wire cannot carry it
+/// (SSE pages, Phoenix V1 sockets) and send it as bytes where it can.
+///
+/// ```
+/// use tidings_core::router::Payload;
+/// let json = Payload::new(&br#"{"a":1}"#[..]);
+/// let bin = Payload::binary(&[0u8, 159, 146][..]);
+/// assert!(!json.is_binary() && bin.is_binary());
+/// assert_eq!(bin.as_bytes(), &[0, 159, 146]);
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Payload(Arc<[u8]>);
+pub struct Payload {
+    bytes: Arc<[u8]>,
+    binary: bool,
+}
 
 impl Payload {
-    /// Wraps encoded bytes.
+    /// Wraps encoded bytes (JSON text, as the transports expect).
     pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
-        Self(bytes.into())
+        Self {
+            bytes: bytes.into(),
+            binary: false,
+        }
+    }
+
+    /// Wraps opaque bytes, relayed only by transports that carry binary.
+    pub fn binary(bytes: impl Into<Arc<[u8]>>) -> Self {
+        Self {
+            bytes: bytes.into(),
+            binary: true,
+        }
     }
 
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+
+    /// Whether the payload is opaque binary rather than JSON text.
+    pub fn is_binary(&self) -> bool {
+        self.binary
     }
 }
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match core::str::from_utf8(&self.0) {
-            Ok(s) => write!(f, "Payload({s})"),
-            Err(_) => write!(f, "Payload({} bytes)", self.0.len()),
+        match core::str::from_utf8(&self.bytes) {
+            Ok(s) if !self.binary => write!(f, "Payload({s})"),
+            _ => write!(f, "Payload({} bytes)", self.bytes.len()),
         }
     }
 }

@@ -16,7 +16,7 @@ use tidings_sse::http::HttpResponse;
 use tidings_sse::session::Session;
 use tidings_sse::wire::{CommandRequest, ReceiptJson};
 use tidings_ws::server::presence::{diff_json, state_json};
-use tidings_ws::server::socket::{ReplyTo, Request, SharedFrame, WsOut};
+use tidings_ws::server::socket::{ReplyTo, Request, SharedFrame, UserPayload, WsOut};
 use tidings_ws::server::topic::{REALTIME_PREFIX, TopicKind, realtime_topic};
 
 use super::{Hub, Reply, SlowConsumer, router_error};
@@ -264,7 +264,7 @@ impl Hub {
         socket: ConnId,
         channel: Channel,
         event: &str,
-        payload: String,
+        payload: UserPayload,
         self_: bool,
         ack: Option<ReplyTo>,
     ) {
@@ -286,7 +286,10 @@ impl Hub {
         } else {
             &[Identity::Instance(me)]
         };
-        let params = Payload::new(payload.into_bytes());
+        let params = match payload {
+            UserPayload::Json(text) => Payload::new(text.into_bytes()),
+            UserPayload::Binary(bytes) => Payload::binary(bytes),
+        };
         let _ = self
             .router
             .broadcast_action_except(except, channel, action.as_str(), params);
@@ -445,19 +448,25 @@ impl Hub {
     }
 
     /// Fan-out to sockets joined to a `{:realtime, name}` channel: one
-    /// shared frame for all of them.
+    /// shared frame for all of them (a binary payload goes as kind 4 to V2
+    /// sockets only).
     pub(crate) fn ws_fanout(
         &mut self,
         channel: &Channel,
         event: &str,
-        payload: &[u8],
+        payload: &Payload,
         conns: &[ConnId],
     ) {
         let Some(topic) = realtime_topic(channel) else {
             return;
         };
-        let json = std::str::from_utf8(payload).unwrap_or("null");
-        let frame = Arc::new(SharedFrame::broadcast(topic.into(), event, json));
+        let frame = if payload.is_binary() {
+            SharedFrame::binary_broadcast(topic.into(), event, payload.as_bytes())
+        } else {
+            let json = std::str::from_utf8(payload.as_bytes()).unwrap_or("null");
+            SharedFrame::broadcast(topic.into(), event, json)
+        };
+        let frame = Arc::new(frame);
         for &c in conns {
             self.ws_push(c, WsOut::Shared(frame.clone()));
         }

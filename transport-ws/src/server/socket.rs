@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tidings_core::{Channel, Entropy, InstanceId};
-use tungstenite::Utf8Bytes;
+use tungstenite::{Bytes, Utf8Bytes};
 
 use super::join::JoinConfig;
 use super::topic::{PHOENIX_TOPIC, TopicError, TopicKind, parse_topic};
@@ -82,8 +82,8 @@ pub enum Request {
         channel: Channel,
         /// The user event.
         event: String,
-        /// The user payload, JSON text.
-        payload: String,
+        /// The user payload.
+        payload: UserPayload,
         /// Whether the sender gets it too.
         self_: bool,
         /// Where to send the ok reply, if the join asked for acks.
@@ -127,22 +127,45 @@ pub enum Request {
     },
 }
 
+/// A user broadcast's payload as a client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserPayload {
+    /// JSON text (every text broadcast, binary kind 3 with encoding 1).
+    Json(String),
+    /// Opaque bytes (binary kind 3 with encoding 0, e.g. a realtime-js
+    /// `ArrayBuffer`): relayed as kind 4 to V2 sockets only.
+    Binary(Vec<u8>),
+}
+
 /// A frame that goes to many sockets, encoded once per protocol version.
 #[derive(Debug)]
 pub struct SharedFrame {
     topic: Arc<str>,
-    event: &'static str,
-    payload: String,
-    encoded: [OnceLock<Utf8Bytes>; 2],
+    body: Body,
+    encoded: [OnceLock<Option<OutFrame>>; 2],
+}
+
+#[derive(Debug)]
+enum Body {
+    /// A text event with a JSON payload.
+    Json {
+        event: &'static str,
+        payload: String,
+    },
+    /// A user broadcast with a binary payload (kind 4, encoding 0).
+    Binary { user_event: String, bytes: Vec<u8> },
 }
 
 impl SharedFrame {
     /// A fan-out frame (`join_ref` and `ref` null) with a JSON payload.
     pub fn new(topic: Arc<str>, event: &'static str, payload: String) -> Self {
+        Self::with_body(topic, Body::Json { event, payload })
+    }
+
+    fn with_body(topic: Arc<str>, body: Body) -> Self {
         Self {
             topic,
-            event,
-            payload,
+            body,
             encoded: [OnceLock::new(), OnceLock::new()],
         }
     }
@@ -157,16 +180,50 @@ impl SharedFrame {
         )
     }
 
+    /// A Supabase broadcast with a binary payload: a kind-4 frame (encoding
+    /// 0) for V2 sockets, nothing for V1 ones (their wire has no binary
+    /// user payloads; the Realtime server drops them too).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tidings_ws::frame::Vsn;
+    /// use tidings_ws::server::socket::{OutFrame, SharedFrame};
+    /// let f = SharedFrame::binary_broadcast(Arc::from("realtime:r"), "bin", &[1, 2]);
+    /// assert_eq!(f.frame(Vsn::V1), None);
+    /// let Some(OutFrame::Binary(b)) = f.frame(Vsn::V2) else { panic!() };
+    /// assert_eq!(&b[..], b"\x04\x0a\x03\x00\x00realtime:rbin\x01\x02");
+    /// ```
+    pub fn binary_broadcast(topic: Arc<str>, user_event: &str, bytes: &[u8]) -> Self {
+        Self::with_body(
+            topic,
+            Body::Binary {
+                user_event: user_event.to_owned(),
+                bytes: bytes.to_vec(),
+            },
+        )
+    }
+
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
     }
 
-    /// The text frame for `vsn`, encoded on first use.
-    pub fn text(&self, vsn: Vsn) -> Utf8Bytes {
+    /// The frame for `vsn`, encoded on first use; `None` when the version
+    /// cannot carry it (a binary payload for V1, or a kind-4 field over
+    /// 255 bytes).
+    pub fn frame(&self, vsn: Vsn) -> Option<OutFrame> {
         let slot = &self.encoded[usize::from(vsn == Vsn::V2)];
-        slot.get_or_init(|| {
-            frame::encode_text(vsn, None, None, &self.topic, self.event, &self.payload).into()
+        slot.get_or_init(|| match &self.body {
+            Body::Json { event, payload } => Some(OutFrame::Text(
+                frame::encode_text(vsn, None, None, &self.topic, event, payload).into(),
+            )),
+            Body::Binary { user_event, bytes } => (vsn == Vsn::V2)
+                .then(|| {
+                    let payload = Payload::Binary(bytes.clone());
+                    frame::encode_user_broadcast(&self.topic, user_event, None, &payload).ok()
+                })
+                .flatten()
+                .map(|b| OutFrame::Binary(b.into())),
         })
         .clone()
     }
@@ -246,6 +303,8 @@ pub struct Push {
 pub enum OutFrame {
     /// A text frame.
     Text(Utf8Bytes),
+    /// A binary frame (a kind-4 user broadcast).
+    Binary(Bytes),
     /// A WebSocket close with a code.
     Close(u16),
 }
@@ -494,7 +553,7 @@ impl PhoenixSocket {
         out.push(Step::hub(Request::Broadcast {
             channel: channel.clone(),
             event,
-            payload: user_payload.to_owned(),
+            payload: UserPayload::Json(user_payload.to_owned()),
             self_: joined.config.broadcast.self_.0,
             ack: joined.config.broadcast.ack.0.then_some(to),
         }));
@@ -625,20 +684,17 @@ impl PhoenixSocket {
         let TopicKind::Realtime(channel) = &joined.kind else {
             return;
         };
-        match b.payload {
-            Payload::Json(p) => out.push(Step::hub(Request::Broadcast {
-                channel: channel.clone(),
-                event: b.user_event,
-                payload: p.get().to_owned(),
-                self_: joined.config.broadcast.self_.0,
-                ack: joined.config.broadcast.ack.0.then_some(to),
-            })),
-            Payload::Binary(_) => {
-                let why =
-                    "BinaryPayloadUnsupported: this server relays JSON broadcast payloads only";
-                self.refuse_broadcast(joined, &to, why, out);
-            }
-        }
+        let payload = match b.payload {
+            Payload::Json(p) => UserPayload::Json(p.get().to_owned()),
+            Payload::Binary(bytes) => UserPayload::Binary(bytes),
+        };
+        out.push(Step::hub(Request::Broadcast {
+            channel: channel.clone(),
+            event: b.user_event,
+            payload,
+            self_: joined.config.broadcast.self_.0,
+            ack: joined.config.broadcast.ack.0.then_some(to),
+        }));
     }
 
     /// Renders what the hub sent into the frame to write, if any: fan-out
@@ -647,10 +703,13 @@ impl PhoenixSocket {
     pub fn render(&mut self, item: &WsOut) -> Option<OutFrame> {
         let text = |s: String| Some(OutFrame::Text(s.into()));
         match item {
-            WsOut::Shared(f) => self
-                .topics
-                .contains_key(f.topic())
-                .then(|| OutFrame::Text(f.text(self.vsn))),
+            WsOut::Shared(f) => {
+                if self.topics.contains_key(f.topic()) {
+                    f.frame(self.vsn)
+                } else {
+                    None
+                }
+            }
             WsOut::Reply(reply) => {
                 let Reply {
                     to,
