@@ -4,8 +4,9 @@
 //! * `POST /api/broadcast` with
 //!   `{"messages":[{"topic":"<name>","event":"…","payload":<json>,"private":<bool>?}]}`;
 //! * `POST /api/broadcast/<topic>/events/<event>[?private=true]` with the raw
-//!   JSON payload as the body (`channel.httpSend`); topic and event are
-//!   percent-decoded;
+//!   payload as the body (`channel.httpSend`): JSON, or any bytes with
+//!   `Content-Type: application/octet-stream` (what realtime-js sends for an
+//!   `ArrayBuffer` or typed array); topic and event are percent-decoded;
 //!
 //! both also under `/realtime/v1` (the base supabase-js gives realtime-js;
 //! realtime-js derives `<base>/api/broadcast` from its socket URL). `topic`
@@ -15,6 +16,14 @@
 //! event `{"type":"broadcast","event":…,"payload":…}`. There is no sender to
 //! echo to.
 //!
+//! A binary body is broadcast as a binary [`Payload`]
+//! ([`Payload::binary`]), as a realtime-js V2 client's `ArrayBuffer`
+//! broadcast over the socket is: V2 sockets get it as a kind-4 frame
+//! (`4, topic_len, event_len, 0, 0, topic, event, bytes`: no metadata,
+//! encoding 0), which realtime-js hands over as an `ArrayBuffer`; V1 sockets
+//! and pages get nothing, since their wires embed the payload as JSON (the
+//! Realtime server drops binary for V1 sockets too, P§1.2).
+//!
 //! | status | when |
 //! |---|---|
 //! | 202, empty body | every message was broadcast |
@@ -23,8 +32,8 @@
 //! | 404 | a path under the endpoints that is neither shape |
 //! | 405 | not a `POST` |
 //! | 413 | the body exceeds [`RestConfig::max_body_bytes`] |
-//! | 415 | an `application/octet-stream` body (binary payloads are not supported yet) or another non-JSON content type |
-//! | 422 | bad JSON, a missing or mistyped field, an unknown field, no messages or more than [`RestConfig::max_messages`], a topic that makes no valid channel, an event name that is empty or too long, `persist` |
+//! | 415 | an `application/octet-stream` body on the batch endpoint (it takes JSON only), or another content type that is neither JSON nor `application/octet-stream` |
+//! | 422 | bad JSON, a missing or mistyped field, an unknown field, no messages or more than [`RestConfig::max_messages`], a topic that makes no valid channel, an event name that is empty or too long, a binary payload whose `realtime:<topic>` exceeds the kind-4 frame's 255 bytes, `persist` |
 //! | 500 | an app hook panicked |
 //! | 503 | the hub is not running |
 //!
@@ -122,6 +131,9 @@ pub enum Endpoint {
         event: Action,
         /// `?private=true`.
         private: bool,
+        /// `Content-Type: application/octet-stream`: the body is the
+        /// payload's bytes, broadcast as a binary [`Payload`].
+        binary: bool,
     },
 }
 
@@ -132,7 +144,8 @@ pub struct RestMessage {
     pub channel: Channel,
     /// The event name.
     pub event: Action,
-    /// The payload, JSON as sent (surrounding whitespace trimmed).
+    /// The payload: JSON as sent (surrounding whitespace trimmed), or a
+    /// binary body's bytes as they came ([`Payload::is_binary`]).
     pub payload: Payload,
     /// `private`, as sent (see the module docs).
     pub private: bool,
@@ -178,14 +191,18 @@ pub enum RestError {
     /// The body could not be read.
     #[error("could not read the request body: {0}")]
     BodyUnreadable(String),
-    /// An `application/octet-stream` body.
+    /// An `application/octet-stream` body on the batch endpoint.
     #[error(
-        "binary payloads (application/octet-stream) are not supported yet; \
-         send the payload as JSON with Content-Type: application/json"
+        "the batch endpoint takes JSON only (Content-Type: application/json); \
+         send a binary payload (application/octet-stream) on its own to \
+         POST <base>/api/broadcast/<topic>/events/<event>"
     )]
-    BinaryNotSupported,
-    /// Another content type that is not JSON.
-    #[error("Content-Type must be application/json; got {got:?}")]
+    BinaryBatch,
+    /// A content type that is neither JSON nor `application/octet-stream`.
+    #[error(
+        "Content-Type must be application/json, or application/octet-stream for a \
+         binary payload to POST <base>/api/broadcast/<topic>/events/<event>; got {got:?}"
+    )]
     UnsupportedMediaType {
         /// The header's value.
         got: String,
@@ -237,7 +254,7 @@ impl RestError {
             Self::MethodNotAllowed { .. } => 405,
             Self::BodyTooLarge { .. } => 413,
             Self::BodyUnreadable(_) => 400,
-            Self::BinaryNotSupported | Self::UnsupportedMediaType { .. } => 415,
+            Self::BinaryBatch | Self::UnsupportedMediaType { .. } => 415,
             Self::Invalid(_) | Self::TooManyMessages { .. } => 422,
             Self::BadAuthorization | Self::Unauthenticated(_) => 401,
             Self::Forbidden { .. } => 403,
@@ -346,11 +363,18 @@ fn event_action(event: &str, at: &str) -> Result<Action, RestError> {
 ///     method, url, content_type: Some("application/json"), apikey: None, authorization: None,
 /// };
 /// assert_eq!(route(&head("POST", "/api/broadcast?apikey=k")), Ok(Endpoint::Batch));
-/// let Ok(Endpoint::Single { channel, event, private }) =
+/// let Ok(Endpoint::Single { channel, event, private, binary }) =
 ///     route(&head("POST", "/api/broadcast/room%201/events/evt%202?private=true"))
 /// else { panic!() };
 /// assert_eq!(channel.to_string(), r#"{:realtime, "room 1"}"#);
-/// assert_eq!((event.as_str(), private), ("evt 2", true));
+/// assert_eq!((event.as_str(), private, binary), ("evt 2", true, false));
+/// let mut bin = RestHead {
+///     content_type: Some("application/octet-stream"),
+///     ..head("POST", "/api/broadcast/r/events/e")
+/// };
+/// assert!(matches!(route(&bin), Ok(Endpoint::Single { binary: true, .. })));
+/// bin.url = "/api/broadcast";
+/// assert_eq!(route(&bin), Err(RestError::BinaryBatch));
 /// assert_eq!(route(&head("GET", "/api/broadcast")).unwrap_err().status(), 405);
 /// ```
 pub fn route(head: &RestHead<'_>) -> Result<Endpoint, RestError> {
@@ -381,9 +405,13 @@ pub fn route(head: &RestHead<'_>) -> Result<Endpoint, RestError> {
             "persist is not supported: Tidings stores no broadcasts (no replay)".into(),
         ));
     }
-    content_type(head.content_type)?;
+    let binary = content_type(head.content_type)? == Body::Binary;
     let Some((topic, event)) = endpoint else {
-        return Ok(Endpoint::Batch);
+        return if binary {
+            Err(RestError::BinaryBatch)
+        } else {
+            Ok(Endpoint::Batch)
+        };
     };
     let private = match query_value(query, "private")?.as_deref() {
         None | Some("false") => false,
@@ -394,16 +422,42 @@ pub fn route(head: &RestHead<'_>) -> Result<Endpoint, RestError> {
             )));
         }
     };
+    let topic = decode(topic, "topic")?;
+    let channel = topic_channel(&topic, "the topic")?;
+    let topic_bytes = REALTIME_PREFIX.len() + topic.len();
+    if binary && topic_bytes > MAX_KIND4_FIELD {
+        // The channel takes the name, but no frame could carry it.
+        return Err(RestError::Invalid(format!(
+            "a binary payload goes out in a kind-4 frame, whose topic \
+             ({REALTIME_PREFIX}<topic>) is at most {MAX_KIND4_FIELD} bytes; got {topic_bytes}"
+        )));
+    }
     Ok(Endpoint::Single {
-        channel: topic_channel(&decode(topic, "topic")?, "the topic")?,
+        channel,
         event: event_action(&decode(event, "event")?, "the event")?,
         private,
+        binary,
     })
 }
 
-/// Accepts a JSON content type (or none); refuses binary and the rest.
-fn content_type(value: Option<&str>) -> Result<(), RestError> {
-    let Some(value) = value else { return Ok(()) };
+/// The most bytes a kind-4 frame's topic (or event) can have: its length
+/// is one byte.
+const MAX_KIND4_FIELD: usize = u8::MAX as usize;
+
+/// What a body is, by its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// JSON: `application/json`, `application/*+json`, or no content type.
+    Json,
+    /// `application/octet-stream`: opaque bytes.
+    Binary,
+}
+
+/// Reads the content type: JSON (or none) or binary; refuses the rest.
+fn content_type(value: Option<&str>) -> Result<Body, RestError> {
+    let Some(value) = value else {
+        return Ok(Body::Json);
+    };
     let mime = value
         .split(';')
         .next()
@@ -411,11 +465,11 @@ fn content_type(value: Option<&str>) -> Result<(), RestError> {
         .trim()
         .to_ascii_lowercase();
     if mime == "application/octet-stream" {
-        Err(RestError::BinaryNotSupported)
+        Ok(Body::Binary)
     } else if mime == "application/json"
         || (mime.starts_with("application/") && mime.ends_with("+json"))
     {
-        Ok(())
+        Ok(Body::Json)
     } else {
         Err(RestError::UnsupportedMediaType {
             got: value.to_owned(),
@@ -505,8 +559,12 @@ fn batch(body: &[u8], config: &RestConfig) -> Result<Vec<RestMessage>, RestError
 }
 
 fn single(body: &[u8]) -> Result<Payload, RestError> {
-    let raw: Box<RawValue> = serde_json::from_slice(body)
-        .map_err(|e| RestError::Invalid(format!("the body must be the payload as JSON: {e}")))?;
+    let raw: Box<RawValue> = serde_json::from_slice(body).map_err(|e| {
+        RestError::Invalid(format!(
+            "the body must be the payload as JSON \
+             (or raw bytes with Content-Type: application/octet-stream): {e}"
+        ))
+    })?;
     if raw.get() == "null" {
         return Err(RestError::Invalid(
             "the payload is null; send any other JSON value".into(),
@@ -529,6 +587,13 @@ fn single(body: &[u8]) -> Result<Payload, RestError> {
 /// assert_eq!(call.messages[0].payload.as_bytes(), br#"{"a":1}"#);
 /// let bad = parse(&head, br#"{"messages":[]}"#, &RestConfig::default()).unwrap_err();
 /// assert_eq!(bad.status(), 422);
+///
+/// let bin = RestHead {
+///     url: "/api/broadcast/room1/events/e", content_type: Some("application/octet-stream"), ..head
+/// };
+/// let call = parse(&bin, &[0, 0x80, 0xff], &RestConfig::default()).unwrap();
+/// assert!(call.messages[0].payload.is_binary());
+/// assert_eq!(call.messages[0].payload.as_bytes(), &[0, 0x80, 0xff]);
 /// ```
 pub fn parse(head: &RestHead<'_>, body: &[u8], config: &RestConfig) -> Result<RestCall, RestError> {
     let endpoint = route(head)?;
@@ -544,10 +609,15 @@ pub fn parse(head: &RestHead<'_>, body: &[u8], config: &RestConfig) -> Result<Re
             channel,
             event,
             private,
+            binary,
         } => vec![RestMessage {
             channel,
             event,
-            payload: single(body)?,
+            payload: if binary {
+                Payload::binary(body)
+            } else {
+                single(body)?
+            },
             private,
         }],
     };
@@ -720,16 +790,47 @@ mod tests {
                 ..head("POST", "/api/broadcast/r/events/e")
             })
         };
-        assert_eq!(
+        assert!(matches!(
             with(Some("application/octet-stream")),
-            Err(RestError::BinaryNotSupported)
-        );
+            Ok(Endpoint::Single { binary: true, .. })
+        ));
+        assert!(matches!(
+            with(Some("Application/Octet-Stream; foo=bar")),
+            Ok(Endpoint::Single { binary: true, .. })
+        ));
+        assert!(matches!(
+            with(Some("application/json")),
+            Ok(Endpoint::Single { binary: false, .. })
+        ));
+        let batch = |ct| {
+            route(&RestHead {
+                content_type: Some(ct),
+                ..head("POST", "/realtime/v1/api/broadcast")
+            })
+        };
+        let e = batch("application/octet-stream").unwrap_err();
+        assert_eq!((e.status(), &e), (415, &RestError::BinaryBatch));
         assert!(
-            RestError::BinaryNotSupported
-                .to_string()
-                .contains("not supported yet")
+            e.to_string()
+                .contains("send a binary payload (application/octet-stream) on its own to"),
+            "{e}"
         );
-        assert_eq!(with(Some("text/plain")).unwrap_err().status(), 415);
+        for ct in [
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "application/xml",
+        ] {
+            for e in [with(Some(ct)).unwrap_err(), batch(ct).unwrap_err()] {
+                assert_eq!(e.status(), 415, "{ct}");
+                let msg = e.to_string();
+                assert!(
+                    msg.starts_with(
+                        "Content-Type must be application/json, or application/octet-stream"
+                    ) && msg.ends_with(&format!("got {ct:?}")),
+                    "{msg}"
+                );
+            }
+        }
         assert!(with(Some("Application/JSON; charset=utf-8")).is_ok());
         assert!(with(Some("application/vnd.api+json")).is_ok());
         assert!(with(None).is_ok(), "no content type: read as JSON");
@@ -893,6 +994,9 @@ mod tests {
         assert!(post("/api/broadcast/t/events/e", "42").is_ok());
         let url = "/api/broadcast/t/events/e";
         assert!(invalid(url, "").contains("the body must be the payload as JSON"));
+        assert!(
+            invalid(url, "").contains("or raw bytes with Content-Type: application/octet-stream")
+        );
         assert!(invalid(url, "{nope").contains("the body must be the payload as JSON"));
         assert!(invalid(url, "null").contains("the payload is null"));
         assert!(
@@ -908,6 +1012,69 @@ mod tests {
         );
         assert!(invalid("/api/broadcast/t/events/e?persist=true", "{}").contains("persist"));
         assert!(invalid("/api/broadcast/t/events/e?persist%5Bttl%5D=5", "{}").contains("persist"));
+    }
+
+    fn post_binary(url: &str, body: &[u8]) -> Result<RestCall, RestError> {
+        let h = RestHead {
+            content_type: Some("application/octet-stream"),
+            ..head("POST", url)
+        };
+        parse(&h, body, &RestConfig::default())
+    }
+
+    #[test]
+    fn the_single_endpoint_takes_any_bytes_as_a_binary_payload() {
+        let bytes = [0u8, 1, 0x7f, 0x80, 0xff, b'{'];
+        let call = post_binary("/api/broadcast/caf%C3%A9/events/bin?private=true", &bytes).unwrap();
+        let m = &call.messages[0];
+        assert_eq!(m.channel.to_string(), r#"{:realtime, "café"}"#);
+        assert_eq!((m.event.as_str(), m.private), ("bin", true));
+        assert!(m.payload.is_binary());
+        assert_eq!(
+            m.payload.as_bytes(),
+            bytes,
+            "as sent: not trimmed, not parsed"
+        );
+        for body in [&b""[..], b"null", b" [1] ", b"\xff\xfe"] {
+            let call = post_binary("/api/broadcast/t/events/e", body).unwrap();
+            let p = &call.messages[0].payload;
+            assert!(p.is_binary() && p.as_bytes() == body, "{body:?}");
+        }
+        let json = post("/api/broadcast/t/events/e", "[1]").unwrap();
+        assert!(!json.messages[0].payload.is_binary());
+
+        // The size cap holds for bytes too.
+        let config = RestConfig {
+            max_body_bytes: 4,
+            ..RestConfig::default()
+        };
+        let h = RestHead {
+            content_type: Some("application/octet-stream"),
+            ..head("POST", "/api/broadcast/t/events/e")
+        };
+        assert!(parse(&h, &[9; 4], &config).is_ok());
+        assert_eq!(
+            parse(&h, &[9; 5], &config).unwrap_err(),
+            RestError::BodyTooLarge { max: 4 }
+        );
+    }
+
+    #[test]
+    fn a_binary_payload_needs_a_topic_a_kind_4_frame_can_carry() {
+        // `realtime:` is 9 bytes: a name of 246 makes a 255-byte topic.
+        let name = |n| "n".repeat(n);
+        let url = |n| format!("/api/broadcast/{}/events/e", name(n));
+        assert!(post_binary(&url(246), b"x").is_ok());
+        match post_binary(&url(247), b"x") {
+            Err(e @ RestError::Invalid(_)) => assert!(
+                e.to_string()
+                    .contains("topic (realtime:<topic>) is at most 255 bytes; got 256"),
+                "{e}"
+            ),
+            other => panic!("expected a 422; got {other:?}"),
+        }
+        // As JSON, the same topic is fine: text frames have no such limit.
+        assert!(post(&url(247), "{}").is_ok());
     }
 
     #[test]

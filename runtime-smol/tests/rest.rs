@@ -2,9 +2,10 @@
 //! hub on loopback: `POST /api/broadcast` and
 //! `POST /api/broadcast/<topic>/events/<event>` (also under `/realtime/v1`)
 //! reach Phoenix sockets of both protocol versions joined to
-//! `realtime:<topic>`, and pages bound to its channel, and no one else; every
-//! refusal has its status and a JSON `{"error": …}` that says why; bad input
-//! never stops the hub.
+//! `realtime:<topic>`, and pages bound to its channel, and no one else; an
+//! `application/octet-stream` body on the single endpoint reaches V2 sockets
+//! as a kind-4 frame and no V1 socket or page; every refusal has its status
+//! and a JSON `{"error": …}` that says why; bad input never stops the hub.
 
 #[allow(dead_code)]
 mod support;
@@ -79,7 +80,8 @@ fn start() -> TestServer {
 
 // -- a blocking Phoenix client of either protocol version ---------------------
 
-/// Frames are normalized to V2's `[join_ref, ref, topic, event, payload]`.
+/// Text frames are normalized to V2's `[join_ref, ref, topic, event,
+/// payload]`; a binary frame is `["binary", [bytes…]]`.
 struct Ws {
     socket: WebSocket<TcpStream>,
     v1: bool,
@@ -131,7 +133,7 @@ impl Ws {
                     let jr = v.get("join_ref").cloned().unwrap_or(Value::Null);
                     return Some(json!([jr, v["ref"], v["topic"], v["event"], v["payload"]]));
                 }
-                Ok(Message::Binary(b)) => panic!("no binary frames for JSON payloads: {b:?}"),
+                Ok(Message::Binary(b)) => return Some(json!(["binary", b.to_vec()])),
                 Ok(Message::Close(c)) => {
                     return Some(json!(["close", c.map(|c| u16::from(c.code))]));
                 }
@@ -166,22 +168,44 @@ impl Ws {
         self.expect(|m| m[3] == "broadcast")
     }
 
-    /// Every `broadcast` push within `within`.
+    /// Every `broadcast` push (text or binary) within `within`.
     fn broadcasts(&mut self, within: Duration) -> Vec<Value> {
         let deadline = Instant::now() + within;
         let mut out = Vec::new();
         while let Some(m) = self.next(deadline.saturating_duration_since(Instant::now())) {
-            if m[3] == "broadcast" {
+            if m[3] == "broadcast" || m[0] == "binary" {
                 out.push(m);
             }
         }
         out
+    }
+
+    /// The very next frame, whatever it is.
+    fn next_frame(&mut self) -> Value {
+        self.next(WAIT)
+            .unwrap_or_else(|| panic!("no frame within {WAIT:?}"))
     }
 }
 
 /// A broadcast push as a socket sees it.
 fn pushed(topic: &str, event: &str, payload: &Value) -> Value {
     json!([null, null, topic, "broadcast", {"type": "broadcast", "event": event, "payload": payload}])
+}
+
+/// A binary user broadcast as a V2 socket sees it: kind 4, no metadata,
+/// encoding 0 (P§1.2), spelled out byte by byte.
+fn kind4(topic: &str, event: &str, payload: &[u8]) -> Value {
+    let mut b = vec![
+        4,
+        u8::try_from(topic.len()).expect("a short topic"),
+        u8::try_from(event.len()).expect("a short event"),
+        0,
+        0,
+    ];
+    b.extend_from_slice(topic.as_bytes());
+    b.extend_from_slice(event.as_bytes());
+    b.extend_from_slice(payload);
+    json!(["binary", b])
 }
 
 // -- HTTP ---------------------------------------------------------------------
@@ -235,6 +259,7 @@ fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], bo
 }
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
+const OCTETS: (&str, &str) = ("Content-Type", "application/octet-stream");
 const KEY: (&str, &str) = ("apikey", "k");
 
 /// `POST path` with a JSON body, an API key and `extra` headers.
@@ -327,6 +352,64 @@ fn the_single_endpoint_decodes_topic_and_event_and_relays_the_raw_payload() {
 }
 
 #[test]
+fn an_octet_stream_body_reaches_v2_sockets_as_kind_4_and_no_v1_socket() {
+    let srv = start();
+    let mut v1 = Ws::connect(srv.addr, "1.0.0");
+    let mut v2 = Ws::connect(srv.addr, "2.0.0");
+    let mut other = Ws::connect(srv.addr, "2.0.0");
+    v1.join("realtime:room 1/a");
+    v2.join("realtime:room 1/a");
+    other.join("realtime:room");
+
+    // Every byte value a JSON or UTF-8 reading would mangle: NUL, 0x80,
+    // 0xff, a lone `{`.
+    let bytes: Vec<u8> = vec![0, 1, 0x7f, 0x80, 0xc3, 0xff, b'{', 0];
+    for (base, private) in [("", ""), ("/realtime/v1", "?private=true")] {
+        let path = format!("{base}/api/broadcast/room%201%2Fa/events/bin%20e{private}");
+        call(srv.addr, "POST", &path, &[OCTETS, KEY], &bytes).assert_accepted();
+        assert_eq!(
+            v2.next_frame(),
+            kind4("realtime:room 1/a", "bin e", &bytes),
+            "{path}: the V2 socket gets the exact kind-4 frame"
+        );
+        // The V1 socket gets nothing for it: the JSON broadcast that
+        // follows is its very next frame.
+        post(
+            srv.addr,
+            &path.replace("bin%20e", "after"),
+            &[],
+            r#"{"n":1}"#,
+        )
+        .assert_accepted();
+        let after = pushed("realtime:room 1/a", "after", &json!({"n": 1}));
+        assert_eq!(v1.next_frame(), after, "{path}: nothing binary reached V1");
+        assert_eq!(v2.next_frame(), after, "{path}: and V2 gets it in order");
+    }
+
+    // An empty body is an empty payload; the content type may carry
+    // parameters and any case.
+    call(
+        srv.addr,
+        "POST",
+        "/api/broadcast/room%201%2Fa/events/empty",
+        &[("Content-Type", "Application/Octet-Stream; x=1"), KEY],
+        b"",
+    )
+    .assert_accepted();
+    assert_eq!(v2.next_frame(), kind4("realtime:room 1/a", "empty", b""));
+    assert_eq!(
+        other.broadcasts(Duration::from_millis(200)),
+        Vec::<Value>::new(),
+        "another topic hears nothing"
+    );
+    assert_eq!(
+        v1.broadcasts(Duration::from_millis(100)),
+        Vec::<Value>::new(),
+        "V1 never gets a binary payload"
+    );
+}
+
+#[test]
 fn pages_bound_to_the_channel_get_rest_broadcasts_too() {
     let srv = start();
     let page = srv.load("/lobby", None);
@@ -341,6 +424,22 @@ fn pages_bound_to_the_channel_get_rest_broadcasts_too() {
     assert_eq!(
         stream.expect("broadcast"),
         json!({"action": "toast", "params": {"text": "from REST"}, "cids": ["page"]})
+    );
+
+    // A binary payload has no JSON form for the SSE wire: the page gets
+    // nothing for it, and the next broadcast is its next event.
+    call(
+        srv.addr,
+        "POST",
+        "/api/broadcast/lobby/events/bin",
+        &[OCTETS, KEY],
+        &[1, 2, 3],
+    )
+    .assert_accepted();
+    post(srv.addr, "/api/broadcast/lobby/events/after", &[], "2").assert_accepted();
+    assert_eq!(
+        stream.expect("broadcast"),
+        json!({"action": "after", "params": 2, "cids": ["page"]})
     );
 }
 
@@ -434,6 +533,11 @@ fn single_endpoint_validation_errors_are_422_with_what_was_wrong() {
         ),
         ("/api/broadcast/%FF/events/e", "{}".into(), "not UTF-8"),
         (
+            e,
+            "{nope".into(),
+            "or raw bytes with Content-Type: application/octet-stream",
+        ),
+        (
             "/api/broadcast/%20/events/%C3",
             "{}".into(),
             "event in the URL is not UTF-8",
@@ -460,25 +564,50 @@ fn other_http_refusals_have_their_statuses() {
         .assert_error(404, "POST <base>/api/broadcast");
     let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(600));
     post(addr, "/api/broadcast/r/events/e", &[], &big).assert_error(413, "exceeds 512 bytes");
+    let big = vec![0xff; 513];
     call(
         addr,
         "POST",
         "/api/broadcast/r/events/e",
-        &[("Content-Type", "application/octet-stream"), KEY],
+        &[OCTETS, KEY],
+        &big,
+    )
+    .assert_error(413, "exceeds 512 bytes");
+    call(
+        addr,
+        "POST",
+        "/realtime/v1/api/broadcast",
+        &[OCTETS, KEY],
         &[0, 1, 2, 255],
     )
     .assert_error(
         415,
-        "binary payloads (application/octet-stream) are not supported yet",
+        "the batch endpoint takes JSON only (Content-Type: application/json); \
+         send a binary payload (application/octet-stream) on its own to \
+         POST <base>/api/broadcast/<topic>/events/<event>",
     );
-    call(
-        addr,
-        "POST",
-        "/api/broadcast",
-        &[("Content-Type", "text/plain"), KEY],
-        b"{}",
-    )
-    .assert_error(415, "Content-Type must be application/json");
+    for path in ["/api/broadcast", "/api/broadcast/r/events/e"] {
+        call(
+            addr,
+            "POST",
+            path,
+            &[("Content-Type", "text/plain"), KEY],
+            b"{}",
+        )
+        .assert_error(
+            415,
+            "Content-Type must be application/json, or application/octet-stream for a binary \
+             payload to POST <base>/api/broadcast/<topic>/events/<event>; got \"text/plain\"",
+        );
+    }
+    // `realtime:` and a 247-byte name make 256 bytes: a valid channel, but
+    // more than a kind-4 frame's topic can hold.
+    let long = format!("/api/broadcast/{}/events/e", "n".repeat(247));
+    call(addr, "POST", &long, &[OCTETS, KEY], b"x").assert_error(
+        422,
+        "topic (realtime:<topic>) is at most 255 bytes; got 256",
+    );
+    post(addr, &long, &[], "{}").assert_accepted();
     let resp = call(addr, "POST", "/api/broadcast/room/events/e", &[KEY], b"{}");
     resp.assert_accepted();
 }

@@ -3,8 +3,10 @@
 //! all or nothing. The broadcasts take the same road as a Phoenix client's
 //! (`ws_broadcast`): the router's `broadcast_action_except`, whose fan-out
 //! `drain_outputs` renders for sockets with `ws_fanout` (one shared text
-//! `broadcast` frame per version) and for pages as SSE events. Nobody is
-//! excluded: an HTTP caller has no socket to echo to.
+//! `broadcast` frame per version; for a binary payload, one kind-4 frame
+//! for V2 sockets and nothing for V1 ones) and for pages as SSE events
+//! (JSON payloads only). Nobody is excluded: an HTTP caller has no socket
+//! to echo to.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -65,7 +67,7 @@ impl Hub {
         }
         for m in call.messages {
             // Channel and event were validated by the worker; the router
-            // cannot refuse them.
+            // cannot refuse them. A binary payload keeps its flag.
             let _ =
                 self.router
                     .broadcast_action_except(&[], m.channel, m.event.as_str(), m.payload);
