@@ -4,9 +4,11 @@
 // <base>/api/broadcast) and `channel.httpSend(event, payload)` (POST
 // <base>/api/broadcast/<topic>/events/<event>); a subscribed client on the
 // same topic receives both, under vsn 1.0.0 and 2.0.0, with the socket URL
-// ending in /socket or /realtime/v1. Refusals reach the sender as realtime-js
-// reports them: 'error' from send, a rejection carrying the server's
-// `{"error": …}` from httpSend.
+// ending in /socket or /realtime/v1. A binary `httpSend` payload (a typed
+// array or ArrayBuffer, sent as application/octet-stream) reaches a vsn
+// 2.0.0 subscriber as an ArrayBuffer (kind 4) and a vsn 1.0.0 subscriber not
+// at all. Refusals reach the sender as realtime-js reports them: 'error' from
+// send, a rejection carrying the server's `{"error": …}` from httpSend.
 
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -74,7 +76,37 @@ for (const vsn of ['1.0.0', '2.0.0']) {
       })
     }
 
-    test('refusals: a denied topic, a revoked token, a bad API key, a binary payload', async () => {
+    test(`httpSend() of a binary payload: ${vsn === '2.0.0' ? 'an ArrayBuffer at the subscriber' : 'nothing at the subscriber'}`, async () => {
+      const name = uniq('rest-bin')
+      const R = await joined(client(server.endpoint, vsn), name)
+      const ch = client(server.endpoint, vsn).channel(name)
+
+      assert.deepEqual(await ch.httpSend('bin', new Uint8Array([1, 2, 3])), { success: true })
+      assert.deepEqual(await ch.httpSend('buf', new Uint8Array([0, 0x80, 0xff]).buffer), { success: true })
+      assert.deepEqual(await ch.httpSend('after', { ok: true }), { success: true })
+      await R.broadcasts.waitFor(isEvent('after'), 'the JSON broadcast after the binary ones')
+      if (vsn === '2.0.0') {
+        const [bin, buf, after] = R.broadcasts.items
+        for (const [got, event, bytes] of [
+          [bin, 'bin', [1, 2, 3]],
+          [buf, 'buf', [0, 0x80, 0xff]],
+        ]) {
+          assert.equal(got.event, event)
+          assert.ok(got.payload instanceof ArrayBuffer, `${event}: an ArrayBuffer, got ${got.payload?.constructor?.name}`)
+          assert.deepEqual([...new Uint8Array(got.payload)], bytes, `${event}: the bytes arrive intact`)
+        }
+        assert.deepEqual(after, { type: 'broadcast', event: 'after', payload: { ok: true } })
+        assert.equal(R.broadcasts.items.length, 3, 'each message arrives once, in order')
+      } else {
+        assert.deepEqual(
+          R.broadcasts.items,
+          [{ type: 'broadcast', event: 'after', payload: { ok: true } }],
+          'a vsn 1.0.0 subscriber gets nothing for a binary payload; the JSON one after it comes first',
+        )
+      }
+    })
+
+    test('refusals: a denied topic, a revoked token, a bad API key', async () => {
       const name = uniq('rest')
       const receiver = client(server.endpoint, vsn)
       const R = await joined(receiver, name)
@@ -84,11 +116,6 @@ for (const vsn of ['1.0.0', '2.0.0']) {
       assert.equal(await denied.send({ type: 'broadcast', event: 'e', payload: {} }), 'error')
       await assert.rejects(denied.httpSend('e', {}), {
         message: /^Unauthorized: cannot broadcast on realtime:denied-.*: You do not have permissions to write to this Channel topic/,
-      })
-
-      const binary = sender.channel(name)
-      await assert.rejects(binary.httpSend('bin', new Uint8Array([1, 2, 3])), {
-        message: /binary payloads \(application\/octet-stream\) are not supported yet/,
       })
 
       const badKey = client(server.endpoint, vsn, { params: { apikey: 'bad-key' } })
@@ -106,7 +133,7 @@ for (const vsn of ['1.0.0', '2.0.0']) {
 
       await sleep(200)
       assert.deepEqual(R.broadcasts.items, [], 'nothing refused was broadcast')
-      assert.deepEqual(await binary.httpSend('after', { ok: true }), { success: true })
+      assert.deepEqual(await sender.channel(name).httpSend('after', { ok: true }), { success: true })
       assert.deepEqual((await R.broadcasts.waitFor(isEvent('after'), 'a broadcast after the refusals')).payload, { ok: true })
     })
   })
