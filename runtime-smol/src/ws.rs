@@ -49,8 +49,8 @@ pub const WS_MAX_MESSAGE: usize = 1 << 20;
 pub const WS_WRITE_BATCH: usize = 64;
 
 /// Capacity a socket's write buffer may keep once everything in it went out
-/// (1 KiB); a larger buffer, grown by a burst, is freed so that idle sockets
-/// stay small.
+/// and its queue is empty (1 KiB); a larger buffer, grown by a burst, is
+/// then freed so that idle sockets stay small.
 pub const WS_WRITE_BUFFER_KEEP: usize = 1024;
 
 /// How long a close handshake may take before the socket is dropped (2 s).
@@ -189,12 +189,17 @@ impl Io {
             }
         }
         self.sent = 0;
-        if self.out.capacity() > WS_WRITE_BUFFER_KEEP {
-            self.out = Vec::new();
-        } else {
-            self.out.clear();
-        }
+        self.out.clear();
         Ok(true)
+    }
+
+    /// Frees a write buffer grown past [`WS_WRITE_BUFFER_KEEP`] once the
+    /// socket has nothing more to send (kept while a burst goes on, so the
+    /// buffer is not regrown for every batch).
+    fn release_if_idle(&mut self) {
+        if self.out.is_empty() && self.out.capacity() > WS_WRITE_BUFFER_KEEP {
+            self.out = Vec::new();
+        }
     }
 }
 
@@ -445,6 +450,9 @@ async fn serve(c: &mut Task<'_>, frames: Receiver<WsOut>) -> End {
             Ok(f) => f,
             Err(end) => return end,
         };
+        if flushed && frames.is_empty() {
+            c.ws.get_mut().release_if_idle();
+        }
         let deadline = c.socket.deadline();
         let now = now_ms();
         if now >= deadline {
