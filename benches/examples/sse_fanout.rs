@@ -1,10 +1,12 @@
 //! SSE fan-out: connect time of 1 000 subscribers opening at once, then the
 //! latency from `HubHandle::broadcast_action` to every subscriber having
-//! parsed the event.
+//! parsed the event, per-delivery latency at a fixed offered load, and a
+//! burst for deliveries/s.
 //!
 //! ```sh
 //! cargo run --release -p tidings-benches --example sse_fanout
 //! cargo run --release -p tidings-benches --example sse_fanout -- --clients 500 --rounds 50
+//! cargo run --release -p tidings-benches --example sse_fanout -- --clients 200 --rounds 10 --burst 20 --rate 20000 --rate-secs 1
 //! ```
 //!
 //! Everything runs in one process: the hub and `sse::serve` on
@@ -24,11 +26,21 @@
 //!    timestamp, `broadcast_action("{:room, 1}", "ping", {"t": round})`,
 //!    wait until all subscribers parsed it. Per round: time to the last
 //!    subscriber; per delivery: its latency.
-//! 3. **Burst** (`--burst`, 200): that many broadcasts back to back; the
+//! 3. **Fixed rate** (`--rate`, 100 000 deliveries/s, 0 skips it;
+//!    `--rate-secs`, 3): one broadcast every subscribers / rate s (1 000
+//!    subscribers: every 10 ms), each due at an absolute deadline and none
+//!    waiting for the previous one to be delivered; then a wait until every
+//!    subscriber parsed all of them. Gives deliveries/s offered and achieved
+//!    (first send to last delivery), per-delivery latency (send stamp to
+//!    parse stamp, as in the rounds) at p50, p99, p99.9 and max, the
+//!    sender's lateness (it says so if it fell behind), server writes per
+//!    delivery and CPU by thread group. See `tidings_benches::fanout`.
+//! 4. **Burst** (`--burst`, 200): that many broadcasts back to back; the
 //!    time until every subscriber parsed all of them gives deliveries/s.
+//! 5. **Shutdown**: `HubHandle::shutdown`; every stream must end cleanly.
 //!
-//! Exits non-zero if a subscriber fails to connect, errs, or misses an event
-//! (each wait has a deadline).
+//! Exits non-zero if a subscriber fails to connect, errs, misses or
+//! duplicates an event (each wait has a deadline).
 
 // Figures are converted to f64 for printing only.
 #![allow(clippy::cast_precision_loss)]
@@ -40,8 +52,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tidings_benches::child::fail;
-use tidings_benches::fanout::{Deliveries, Figures, PhasePlan, run_phases};
-use tidings_benches::load::{print_cpu, status_of_this_process};
+use tidings_benches::fanout::{Deliveries, Figures, PhasePlan, RateFlags, run_phases};
+use tidings_benches::load::status_of_this_process;
 use tidings_benches::sse::{Event, OpenOptions, ROOM, Server, ms, open_stream, percentile};
 
 struct Args {
@@ -49,6 +61,7 @@ struct Args {
     rounds: usize,
     interval: Duration,
     burst: usize,
+    rate: RateFlags,
     threads: usize,
 }
 
@@ -58,6 +71,7 @@ fn parse_args() -> Args {
         rounds: 100,
         interval: Duration::from_millis(50),
         burst: 200,
+        rate: RateFlags::default(),
         threads: 2,
     };
     let mut it = std::env::args().skip(1);
@@ -73,8 +87,10 @@ fn parse_args() -> Args {
             "--interval-ms" => a.interval = Duration::from_millis(num() as u64),
             "--burst" => a.burst = num(),
             "--threads" => a.threads = num().max(1),
+            f if RateFlags::NAMES.contains(&f) => a.rate.set(f, it.next()),
             _ => fail(&format!(
-                "unknown argument {flag:?}; takes --clients --rounds --interval-ms --burst --threads"
+                "unknown argument {flag:?}; takes --clients --rounds --interval-ms --burst \
+                 --rate --rate-secs --threads"
             )),
         }
     }
@@ -139,8 +155,12 @@ async fn subscriber(i: usize, addr: std::net::SocketAddr, sh: Arc<Shared>, start
 fn thread_group(name: &str) -> &'static str {
     if name.starts_with("bench-client") {
         "subscribers (client executor threads)"
+    } else if name.starts_with("smol-") {
+        "server: SSE stream tasks (smol global executor)"
     } else if name.starts_with("tidings-sse-wri") {
         "server: SSE writer threads"
+    } else if name.starts_with("tidings-respond") {
+        "server: responder"
     } else if name.starts_with("tidings-hub") {
         "server: hub"
     } else if name.starts_with("tidings-http") {
@@ -166,9 +186,18 @@ fn main() {
 
     let server = Server::start(None).unwrap_or_else(|e| fail(&format!("server: {e}")));
     let addr = server.addr();
-    let broadcasts = args.rounds + args.burst;
+    let plan = PhasePlan {
+        rounds: args.rounds,
+        interval: args.interval,
+        rate: args.rate.rate,
+        rate_for: args.rate.duration(),
+        rate_limit: Duration::from_secs(120),
+        burst: args.burst,
+        round_limit: Duration::from_secs(10),
+        burst_limit: Duration::from_secs(60),
+    };
     let sh = Arc::new(Shared {
-        d: Deliveries::new(n, broadcasts, "subscriber"),
+        d: Deliveries::new(n, plan.broadcasts(n), "subscriber"),
         heartbeats: AtomicUsize::new(0),
         chunks: AtomicU64::new(0),
         ended: AtomicUsize::new(0),
@@ -188,8 +217,12 @@ fn main() {
         .collect();
 
     println!(
-        "SSE fan-out: {n} subscribers on {addr}, {} client executor thread(s), {} round(s) every {:?}, burst of {}",
-        args.threads, args.rounds, args.interval, args.burst
+        "SSE fan-out: {n} subscribers on {addr}, {} client executor thread(s), {} round(s) every {:?}, {}, burst of {}",
+        args.threads,
+        args.rounds,
+        args.interval,
+        args.rate.describe(),
+        args.burst
     );
 
     // Phase 1: every subscriber starts connecting at the same instant.
@@ -203,14 +236,7 @@ fn main() {
     let threads_streaming = status_of_this_process("Threads:");
     thread::sleep(Duration::from_millis(500));
 
-    // Phases 2 and 3: spaced rounds, then a burst.
-    let plan = PhasePlan {
-        rounds: args.rounds,
-        interval: args.interval,
-        burst: args.burst,
-        round_limit: Duration::from_secs(10),
-        burst_limit: Duration::from_secs(60),
-    };
+    // Phases 2 to 4: spaced rounds, the fixed rate, a burst.
     let phases = run_phases(
         &sh.d,
         &plan,
@@ -236,8 +262,8 @@ fn main() {
     }
 
     // Figures.
-    let fig = Figures::of(&sh.d, &phases, args.burst);
-    let [chunks_before, chunks_rounds, chunks_burst] = phases.counter;
+    let fig = Figures::of(&sh.d, &phases);
+    let [chunks_before, chunks_rounds, chunks_rate, chunks_burst] = phases.counter;
 
     println!();
     println!("Connect ({n} subscribers spawned at once; until head + `retry:` preamble read):");
@@ -257,6 +283,8 @@ fn main() {
     );
     println!();
     fig.print_rounds(n, "subscriber");
+    fig.print_rate(n, "subscriber");
+    println!();
     println!(
         "Burst: {} broadcasts back to back = {} deliveries in {} -> {:.0} deliveries/s",
         args.burst,
@@ -267,25 +295,18 @@ fn main() {
     println!(
         "Threads in this process while streaming (server + clients): {threads_streaming}; heartbeats seen: {heartbeats}"
     );
+    let rate_writes = fig.rate.as_ref().map_or_else(String::new, |r| {
+        format!(
+            ", fixed rate {:.3}",
+            (chunks_rate - chunks_rounds) as f64 / r.deliveries.len() as f64
+        )
+    });
     println!(
-        "Server writes (HTTP chunks) per delivery: rounds {:.3}, burst {:.3}",
+        "Server writes (HTTP chunks) per delivery: rounds {:.3}{rate_writes}, burst {:.3}",
         (chunks_rounds - chunks_before) as f64 / (args.rounds * n) as f64,
-        (chunks_burst - chunks_rounds) as f64 / fig.burst_deliveries as f64
+        (chunks_burst - chunks_rate) as f64 / fig.burst_deliveries as f64
     );
-    print_cpu(
-        "the rounds",
-        &phases.cpu[0],
-        &phases.cpu[1],
-        phases.rounds_wall,
-        args.rounds * n,
-    );
-    print_cpu(
-        "the burst",
-        &phases.cpu[1],
-        &phases.cpu[2],
-        phases.burst_wall,
-        args.burst * n,
-    );
+    phases.print_cpu();
     println!();
     let connect_ok = all_streaming <= 5_000_000_000;
     println!(
@@ -294,8 +315,10 @@ fn main() {
         ms(all_streaming)
     );
     println!(
-        "Report: broadcast_action -> last of {n} subscribers parsed: p50 {}, p99 {}",
+        "Report: broadcast_action -> last of {n} subscribers parsed: p50 {}, p99 {}{}; burst {:.0} deliveries/s",
         ms(percentile(&fig.to_last, 50)),
-        ms(percentile(&fig.to_last, 99))
+        ms(percentile(&fig.to_last, 99)),
+        fig.rate_summary(),
+        fig.burst_rate()
     );
 }
