@@ -4,7 +4,7 @@
 //! socket's task in order; answers and fan-out go back on its queue in
 //! router order, encoded once per protocol version and shared.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
