@@ -124,10 +124,11 @@ pub trait App: Send + Sync + 'static {
         params: &serde_json::Value,
     ) -> Result<Option<NextAction>, AppError>;
 
-    /// Accepts or refuses a WebSocket connection by its API key (the
-    /// `apikey` query parameter, else the `x-api-key` header). A refusal
-    /// answers the upgrade with 401 `{"error": message}`. Default: accept,
-    /// anonymous.
+    /// Accepts or refuses a WebSocket connection or a REST broadcast call
+    /// by its API key (WebSocket: the `apikey` query parameter, else the
+    /// `x-api-key` header; REST: the `apikey` header, else `x-api-key`, else
+    /// the query). A refusal answers with 401 `{"error": message}`. Default:
+    /// accept, anonymous.
     fn authenticate(&self, apikey: Option<&str>) -> Result<(), String> {
         let _ = apikey;
         Ok(())
