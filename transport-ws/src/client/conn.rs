@@ -44,6 +44,10 @@ pub const DEFAULT_SEND_BUFFER_CAPACITY: usize = 100;
 pub const DEFAULT_PUSH_BUFFER_CAPACITY: usize = 100;
 /// Most `presence_diff`s kept while waiting for a `presence_state`.
 pub const MAX_PENDING_PRESENCE_DIFFS: usize = 1000;
+/// Default delay before the socket closes once its last channel was
+/// unsubscribed (realtime-js's `disconnectOnEmptyChannelsAfterMs`: two
+/// heartbeat intervals, 50 s).
+pub const DEFAULT_DISCONNECT_WHEN_EMPTY_AFTER: Duration = Duration::from_secs(50);
 
 /// realtime-js's reconnect backoff: 1 s, 2 s, 5 s, 10 s, then 10 s.
 ///
@@ -106,6 +110,10 @@ pub struct ConnectionConfig {
     /// then consults `access_token_fn` and feeds the token back through
     /// [`Connection::set_auth`]).
     pub refresh_token_on_heartbeat: bool,
+    /// Close the socket this long after its last channel was unsubscribed
+    /// (`None`: keep it open). A new channel cancels the pending close, and
+    /// subscribing after such a close connects again.
+    pub disconnect_when_empty_after: Option<Duration>,
 }
 
 impl Default for ConnectionConfig {
@@ -121,6 +129,7 @@ impl Default for ConnectionConfig {
             access_token: None,
             http_fallback: false,
             refresh_token_on_heartbeat: false,
+            disconnect_when_empty_after: Some(DEFAULT_DISCONNECT_WHEN_EMPTY_AFTER),
         }
     }
 }
@@ -337,6 +346,11 @@ pub struct Connection {
     cfg: ConnectionConfig,
     state: ConnectionState,
     want_open: bool,
+    /// When the socket closes for having no channel left.
+    empty_close_at: Option<Instant>,
+    /// The socket was closed for having no channel: the next subscribe
+    /// connects again.
+    closed_empty: bool,
     next_ref: u64,
     access_token: Option<String>,
     out: VecDeque<Output>,
@@ -463,6 +477,8 @@ impl Connection {
             cfg,
             state: ConnectionState::Closed,
             want_open: false,
+            empty_close_at: None,
+            closed_empty: false,
             next_ref: 0,
             out: VecDeque::new(),
             store: VecDeque::new(),
@@ -566,6 +582,7 @@ impl Connection {
     /// every close until [`disconnect`](Self::disconnect).
     pub fn connect(&mut self, _now: Instant) {
         self.want_open = true;
+        self.closed_empty = false;
         if self.state == ConnectionState::Closed {
             self.reconnect_at = None;
             self.set_state(ConnectionState::Connecting);
@@ -578,6 +595,8 @@ impl Connection {
     pub fn disconnect(&mut self, _now: Instant) {
         self.want_open = false;
         self.reconnect_at = None;
+        self.empty_close_at = None;
+        self.closed_empty = false;
         if matches!(
             self.state,
             ConnectionState::Open | ConnectionState::Connecting
@@ -670,6 +689,7 @@ impl Connection {
             add(self.hb_next);
         }
         add(self.reconnect_at);
+        add(self.empty_close_at);
         for c in self.chans.values() {
             add(c.join_deadline);
             add(c.rejoin_at);
@@ -711,6 +731,14 @@ impl Connection {
             self.hb_next = None;
             if self.cfg.refresh_token_on_heartbeat {
                 self.out.push_back(Output::RefreshToken);
+            }
+        }
+        // No channel left for long enough: close (realtime-js).
+        if self.empty_close_at.is_some_and(|t| t <= now) {
+            self.empty_close_at = None;
+            if self.chans.is_empty() && self.want_open {
+                self.disconnect(now);
+                self.closed_empty = true;
             }
         }
         // Reconnect.
@@ -909,6 +937,7 @@ impl Connection {
         self.store.push_back(StoreUpdate::Upsert(c.info()));
         self.chans.insert(id, c);
         self.topics.insert(topic, id);
+        self.empty_close_at = None;
         id
     }
 
@@ -981,6 +1010,10 @@ impl Connection {
     /// Joins the channel: now if the socket is open, else as soon as it
     /// opens. A joined or joining channel is left as it is.
     pub fn subscribe(&mut self, id: ChannelId, now: Instant) -> Result<(), Error> {
+        if self.closed_empty && self.chans.contains_key(&id) {
+            self.closed_empty = false;
+            self.connect(now);
+        }
         let open = self.state == ConnectionState::Open;
         let c = self.chan_mut(id)?;
         match c.state {
@@ -1003,12 +1036,17 @@ impl Connection {
 
     /// Leaves the channel (a `phx_leave` if it was joined) and removes it:
     /// buffered and unanswered pushes fail with `Closed`; the same topic
-    /// makes a new channel afterwards.
-    pub fn unsubscribe(&mut self, id: ChannelId, _now: Instant) -> Result<(), Error> {
+    /// makes a new channel afterwards. The last channel's removal schedules
+    /// the socket's close after
+    /// [`disconnect_when_empty_after`](ConnectionConfig::disconnect_when_empty_after).
+    pub fn unsubscribe(&mut self, id: ChannelId, now: Instant) -> Result<(), Error> {
         let open = self.state == ConnectionState::Open;
         let c = self.chans.remove(&id).ok_or_else(|| {
             Error::new(ErrorCode::Closed, "the channel was removed (unsubscribed)")
         })?;
+        if self.chans.is_empty() && self.want_open {
+            self.empty_close_at = self.cfg.disconnect_when_empty_after.map(|d| now + d);
+        }
         self.topics.remove(&c.topic);
         let sent = c.state == ChannelState::Joined
             || (c.state == ChannelState::Joining && c.join_deadline.is_some());

@@ -87,10 +87,10 @@ use serde::Serialize;
 use smol::{Timer, future};
 
 pub use conn::{
-    Backoff, ChannelId, Connection, ConnectionConfig, DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_PUSH_BUFFER_CAPACITY, DEFAULT_SEND_BUFFER_CAPACITY, DEFAULT_TIMEOUT, HttpBroadcast,
-    MAX_PENDING_PRESENCE_DIFFS, Output, StoreUpdate, default_reconnect_after, default_rejoin_after,
-    normalize_topic,
+    Backoff, ChannelId, Connection, ConnectionConfig, DEFAULT_DISCONNECT_WHEN_EMPTY_AFTER,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_PUSH_BUFFER_CAPACITY, DEFAULT_SEND_BUFFER_CAPACITY,
+    DEFAULT_TIMEOUT, HttpBroadcast, MAX_PENDING_PRESENCE_DIFFS, Output, StoreUpdate,
+    default_reconnect_after, default_rejoin_after, normalize_topic,
 };
 pub use driver::Driver;
 pub use error::{Error, ErrorCode};
@@ -320,6 +320,24 @@ impl ClientConfig {
     #[must_use]
     pub fn http_fallback(mut self, on: bool) -> Self {
         self.conn.http_fallback = on;
+        self
+    }
+
+    /// Closes the socket this long after its last channel was
+    /// unsubscribed (default 50 s, as realtime-js; `None` keeps it open).
+    /// A new channel cancels the pending close; subscribing after it
+    /// connects again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tidings_ws::client::ClientConfig;
+    /// let cfg = ClientConfig::new("ws://127.0.0.1:4000/socket")
+    ///     .disconnect_when_empty_after(Some(Duration::from_secs(5)));
+    /// # let _ = cfg;
+    /// ```
+    #[must_use]
+    pub fn disconnect_when_empty_after(mut self, after: Option<Duration>) -> Self {
+        self.conn.disconnect_when_empty_after = after;
         self
     }
 

@@ -1131,3 +1131,68 @@ fn http_results_resolve_acks_and_report_unacked_failures() {
         "a failed HTTP broadcast leaves the channel as it was"
     );
 }
+
+/// `Close` outputs among `out`.
+fn closes(out: &[Output]) -> usize {
+    out.iter()
+        .filter(|o| matches!(o, Output::Close { .. }))
+        .count()
+}
+
+#[test]
+fn the_socket_closes_50_s_after_its_last_channel_and_a_subscribe_reopens_it() {
+    // Heartbeats far apart, so only the empty-socket rule can close it.
+    let cfg = ConnectionConfig {
+        heartbeat_interval: secs(3600),
+        ..ConnectionConfig::default()
+    };
+    let mut h = H::open(cfg.clone());
+    let (a, _) = h.joined("a", ChannelOptions::default());
+    let (b, _) = h.joined("b", ChannelOptions::default());
+    h.c.unsubscribe(a, h.now).unwrap();
+    assert_eq!(closes(&h.advance(secs(120))), 0, "one channel is left");
+    h.c.unsubscribe(b, h.now).unwrap();
+    h.drain();
+    assert_eq!(closes(&h.advance(secs(49))), 0, "not before 50 s");
+    let out = h.advance(S);
+    assert!(out.contains(&Output::Close {
+        code: 1000,
+        reason: "client disconnect".into()
+    }));
+    h.c.handle_close(h.now, Some(1000));
+    assert!(
+        !h.advance(secs(60)).contains(&Output::Connect),
+        "no reconnect"
+    );
+    let c = h.c.channel("c", ChannelOptions::default());
+    assert!(
+        !h.drain().contains(&Output::Connect),
+        "a new channel alone does not connect"
+    );
+    h.c.subscribe(c, h.now).unwrap();
+    assert!(
+        h.drain().contains(&Output::Connect),
+        "subscribing reopens it"
+    );
+
+    // A channel made while the close is pending cancels it.
+    let mut h = H::open(cfg.clone());
+    let (a, _) = h.joined("a", ChannelOptions::default());
+    h.c.unsubscribe(a, h.now).unwrap();
+    h.advance(secs(10));
+    h.c.channel("b", ChannelOptions::default());
+    assert_eq!(
+        closes(&h.advance(secs(300))),
+        0,
+        "cancelled by a new channel"
+    );
+
+    // `None` keeps an empty socket open.
+    let mut h = H::open(ConnectionConfig {
+        disconnect_when_empty_after: None,
+        ..cfg
+    });
+    let (a, _) = h.joined("a", ChannelOptions::default());
+    h.c.unsubscribe(a, h.now).unwrap();
+    assert_eq!(closes(&h.advance(secs(300))), 0, "disabled");
+}
