@@ -10,16 +10,15 @@
 #[allow(dead_code)]
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{TestServer, WAIT};
+use support::TestServer;
+use support::phoenix::Ws;
 use tidings_core::{Channel, Cid, Effects, Peer};
 use tidings_smol::{Access, App, AppError, NextAction, Page};
 use tidings_ws::server::topic::realtime_channel;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::{Message, WebSocket};
 
 struct RestApp;
 
@@ -78,114 +77,7 @@ fn start() -> TestServer {
     })
 }
 
-// -- a blocking Phoenix client of either protocol version ---------------------
-
-/// Text frames are normalized to V2's `[join_ref, ref, topic, event,
-/// payload]`; a binary frame is `["binary", [bytes…]]`.
-struct Ws {
-    socket: WebSocket<TcpStream>,
-    v1: bool,
-    next_ref: u64,
-}
-
-impl Ws {
-    fn connect(addr: SocketAddr, vsn: &str) -> Self {
-        let url = format!("ws://{addr}/socket/websocket?vsn={vsn}&apikey=k");
-        let req = url.into_client_request().expect("a valid url");
-        let tcp = TcpStream::connect(addr).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
-        let (socket, _) = tungstenite::client(req, tcp).expect("the socket opens");
-        Self {
-            socket,
-            v1: vsn == "1.0.0",
-            next_ref: 100,
-        }
-    }
-
-    /// Joins `topic` and waits for an ok reply.
-    fn join(&mut self, topic: &str) {
-        self.next_ref += 1;
-        let r = self.next_ref.to_string();
-        let payload = json!({"config": {"broadcast": {"self": false}}});
-        let frame = if self.v1 {
-            json!({"join_ref": r, "ref": r, "topic": topic, "event": "phx_join", "payload": payload})
-        } else {
-            json!([r, r, topic, "phx_join", payload])
-        };
-        self.socket
-            .send(Message::text(frame.to_string()))
-            .expect("send");
-        let reply = self.expect(|m| m[1] == json!(r) && m[3] == "phx_reply");
-        assert_eq!(reply[4]["status"], "ok", "joining {topic}: {reply}");
-    }
-
-    fn next(&mut self, within: Duration) -> Option<Value> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            match self.socket.read() {
-                Ok(Message::Text(t)) => {
-                    let v: Value = serde_json::from_str(&t).expect("server frames are JSON");
-                    if !self.v1 {
-                        return Some(v);
-                    }
-                    assert!(v.is_object(), "a V1 socket gets JSON objects: {v}");
-                    let jr = v.get("join_ref").cloned().unwrap_or(Value::Null);
-                    return Some(json!([jr, v["ref"], v["topic"], v["event"], v["payload"]]));
-                }
-                Ok(Message::Binary(b)) => return Some(json!(["binary", b.to_vec()])),
-                Ok(Message::Close(c)) => {
-                    return Some(json!(["close", c.map(|c| u16::from(c.code))]));
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Some(json!(["error", e.to_string()])),
-            }
-        }
-        None
-    }
-
-    fn expect(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            if let Some(m) = self.next(Duration::from_millis(100)) {
-                if pred(&m) {
-                    return m;
-                }
-                seen.push(m);
-            }
-        }
-        panic!("no matching frame within {WAIT:?}; saw {seen:#?}");
-    }
-
-    /// The next `broadcast` push.
-    fn broadcast(&mut self) -> Value {
-        self.expect(|m| m[3] == "broadcast")
-    }
-
-    /// Every `broadcast` push (text or binary) within `within`.
-    fn broadcasts(&mut self, within: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + within;
-        let mut out = Vec::new();
-        while let Some(m) = self.next(deadline.saturating_duration_since(Instant::now())) {
-            if m[3] == "broadcast" || m[0] == "binary" {
-                out.push(m);
-            }
-        }
-        out
-    }
-
-    /// The very next frame, whatever it is.
-    fn next_frame(&mut self) -> Value {
-        self.next(WAIT)
-            .unwrap_or_else(|| panic!("no frame within {WAIT:?}"))
-    }
-}
+// -- sockets -------------------------------------------------------------------
 
 /// A broadcast push as a socket sees it.
 fn pushed(topic: &str, event: &str, payload: &Value) -> Value {
@@ -206,6 +98,28 @@ fn kind4(topic: &str, event: &str, payload: &[u8]) -> Value {
     b.extend_from_slice(event.as_bytes());
     b.extend_from_slice(payload);
     json!(["binary", b])
+}
+
+/// A V1 and a V2 socket joined to `realtime:room 1/a`, and a V2 socket
+/// joined to `realtime:room`.
+fn room_1a_sockets(srv: &TestServer) -> (Ws, Ws, Ws) {
+    let mut v1 = Ws::connect_vsn(srv.addr, "1.0.0");
+    let mut v2 = Ws::connect_vsn(srv.addr, "2.0.0");
+    let mut other = Ws::connect_vsn(srv.addr, "2.0.0");
+    v1.join_ok("realtime:room 1/a");
+    v2.join_ok("realtime:room 1/a");
+    other.join_ok("realtime:room");
+    (v1, v2, other)
+}
+
+/// Asserts that `ws` gets no broadcast, text or binary, within `ms`.
+#[track_caller]
+fn assert_no_broadcasts(ws: &mut Ws, ms: u64, why: &str) {
+    assert_eq!(
+        ws.broadcasts(Duration::from_millis(ms)),
+        Vec::<Value>::new(),
+        "{why}"
+    );
 }
 
 // -- HTTP ---------------------------------------------------------------------
@@ -269,6 +183,11 @@ fn post(addr: SocketAddr, path: &str, extra: &[(&str, &str)], body: &str) -> Res
     call(addr, "POST", path, &headers, body.as_bytes())
 }
 
+/// `POST path` with a binary body and an API key.
+fn post_bytes(addr: SocketAddr, path: &str, body: &[u8]) -> Resp {
+    call(addr, "POST", path, &[OCTETS, KEY], body)
+}
+
 fn batch(messages: &Value) -> String {
     json!({ "messages": messages }).to_string()
 }
@@ -278,12 +197,12 @@ fn batch(messages: &Value) -> String {
 #[test]
 fn a_batch_reaches_joined_sockets_of_both_versions_in_order_and_no_one_else() {
     let srv = start();
-    let mut a1 = Ws::connect(srv.addr, "1.0.0");
-    let mut a2 = Ws::connect(srv.addr, "2.0.0");
-    let mut b = Ws::connect(srv.addr, "2.0.0");
-    a1.join("realtime:room-a");
-    a2.join("realtime:room-a");
-    b.join("realtime:room-b");
+    let mut a1 = Ws::connect_vsn(srv.addr, "1.0.0");
+    let mut a2 = Ws::connect_vsn(srv.addr, "2.0.0");
+    let mut b = Ws::connect_vsn(srv.addr, "2.0.0");
+    a1.join_ok("realtime:room-a");
+    a2.join_ok("realtime:room-a");
+    b.join_ok("realtime:room-b");
 
     for path in ["/api/broadcast", "/realtime/v1/api/broadcast"] {
         let resp = post(
@@ -313,23 +232,14 @@ fn a_batch_reaches_joined_sockets_of_both_versions_in_order_and_no_one_else() {
         );
     }
     for ws in [&mut a1, &mut a2, &mut b] {
-        assert_eq!(
-            ws.broadcasts(Duration::from_millis(200)),
-            Vec::<Value>::new(),
-            "each socket got its topic's messages, once"
-        );
+        assert_no_broadcasts(ws, 200, "each socket got its topic's messages, once");
     }
 }
 
 #[test]
 fn the_single_endpoint_decodes_topic_and_event_and_relays_the_raw_payload() {
     let srv = start();
-    let mut v1 = Ws::connect(srv.addr, "1.0.0");
-    let mut v2 = Ws::connect(srv.addr, "2.0.0");
-    let mut other = Ws::connect(srv.addr, "2.0.0");
-    v1.join("realtime:room 1/a");
-    v2.join("realtime:room 1/a");
-    other.join("realtime:room");
+    let (mut v1, mut v2, mut other) = room_1a_sockets(&srv);
 
     for (base, private) in [("", ""), ("/realtime/v1", "&private=true")] {
         let path =
@@ -344,29 +254,20 @@ fn the_single_endpoint_decodes_topic_and_event_and_relays_the_raw_payload() {
     }
     post(srv.addr, "/api/broadcast/room%201%2Fa/events/n", &[], "42").assert_accepted();
     assert_eq!(v2.broadcast(), pushed("realtime:room 1/a", "n", &json!(42)));
-    assert_eq!(
-        other.broadcasts(Duration::from_millis(200)),
-        Vec::<Value>::new(),
-        "another topic hears nothing"
-    );
+    assert_no_broadcasts(&mut other, 200, "another topic hears nothing");
 }
 
 #[test]
 fn an_octet_stream_body_reaches_v2_sockets_as_kind_4_and_no_v1_socket() {
     let srv = start();
-    let mut v1 = Ws::connect(srv.addr, "1.0.0");
-    let mut v2 = Ws::connect(srv.addr, "2.0.0");
-    let mut other = Ws::connect(srv.addr, "2.0.0");
-    v1.join("realtime:room 1/a");
-    v2.join("realtime:room 1/a");
-    other.join("realtime:room");
+    let (mut v1, mut v2, mut other) = room_1a_sockets(&srv);
 
     // Every byte value a JSON or UTF-8 reading would mangle: NUL, 0x80,
     // 0xff, a lone `{`.
     let bytes: Vec<u8> = vec![0, 1, 0x7f, 0x80, 0xc3, 0xff, b'{', 0];
     for (base, private) in [("", ""), ("/realtime/v1", "?private=true")] {
         let path = format!("{base}/api/broadcast/room%201%2Fa/events/bin%20e{private}");
-        call(srv.addr, "POST", &path, &[OCTETS, KEY], &bytes).assert_accepted();
+        post_bytes(srv.addr, &path, &bytes).assert_accepted();
         assert_eq!(
             v2.next_frame(),
             kind4("realtime:room 1/a", "bin e", &bytes),
@@ -397,16 +298,8 @@ fn an_octet_stream_body_reaches_v2_sockets_as_kind_4_and_no_v1_socket() {
     )
     .assert_accepted();
     assert_eq!(v2.next_frame(), kind4("realtime:room 1/a", "empty", b""));
-    assert_eq!(
-        other.broadcasts(Duration::from_millis(200)),
-        Vec::<Value>::new(),
-        "another topic hears nothing"
-    );
-    assert_eq!(
-        v1.broadcasts(Duration::from_millis(100)),
-        Vec::<Value>::new(),
-        "V1 never gets a binary payload"
-    );
+    assert_no_broadcasts(&mut other, 200, "another topic hears nothing");
+    assert_no_broadcasts(&mut v1, 100, "V1 never gets a binary payload");
 }
 
 #[test]
@@ -428,14 +321,7 @@ fn pages_bound_to_the_channel_get_rest_broadcasts_too() {
 
     // A binary payload has no JSON form for the SSE wire: the page gets
     // nothing for it, and the next broadcast is its next event.
-    call(
-        srv.addr,
-        "POST",
-        "/api/broadcast/lobby/events/bin",
-        &[OCTETS, KEY],
-        &[1, 2, 3],
-    )
-    .assert_accepted();
+    post_bytes(srv.addr, "/api/broadcast/lobby/events/bin", &[1, 2, 3]).assert_accepted();
     post(srv.addr, "/api/broadcast/lobby/events/after", &[], "2").assert_accepted();
     assert_eq!(
         stream.expect("broadcast"),
@@ -448,15 +334,15 @@ fn pages_bound_to_the_channel_get_rest_broadcasts_too() {
 /// still goes through.
 fn assert_422s(cases: &[(&str, String, &str)]) {
     let srv = start();
-    let mut a = Ws::connect(srv.addr, "2.0.0");
-    a.join("realtime:room");
+    let mut a = Ws::connect_vsn(srv.addr, "2.0.0");
+    a.join_ok("realtime:room");
     for (path, body, says) in cases {
         post(srv.addr, path, &[], body).assert_error(422, says);
     }
-    assert_eq!(
-        a.broadcasts(Duration::from_millis(200)),
-        Vec::<Value>::new(),
-        "a refused call broadcasts nothing, not even its valid messages"
+    assert_no_broadcasts(
+        &mut a,
+        200,
+        "a refused call broadcasts nothing, not even its valid messages",
     );
     post(srv.addr, "/api/broadcast/room/events/e", &[], "{}").assert_accepted();
     assert_eq!(
@@ -565,22 +451,8 @@ fn other_http_refusals_have_their_statuses() {
     let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(600));
     post(addr, "/api/broadcast/r/events/e", &[], &big).assert_error(413, "exceeds 512 bytes");
     let big = vec![0xff; 513];
-    call(
-        addr,
-        "POST",
-        "/api/broadcast/r/events/e",
-        &[OCTETS, KEY],
-        &big,
-    )
-    .assert_error(413, "exceeds 512 bytes");
-    call(
-        addr,
-        "POST",
-        "/realtime/v1/api/broadcast",
-        &[OCTETS, KEY],
-        &[0, 1, 2, 255],
-    )
-    .assert_error(
+    post_bytes(addr, "/api/broadcast/r/events/e", &big).assert_error(413, "exceeds 512 bytes");
+    post_bytes(addr, "/realtime/v1/api/broadcast", &[0, 1, 2, 255]).assert_error(
         415,
         "the batch endpoint takes JSON only (Content-Type: application/json); \
          send a binary payload (application/octet-stream) on its own to \
@@ -603,7 +475,7 @@ fn other_http_refusals_have_their_statuses() {
     // `realtime:` and a 247-byte name make 256 bytes: a valid channel, but
     // more than a kind-4 frame's topic can hold.
     let long = format!("/api/broadcast/{}/events/e", "n".repeat(247));
-    call(addr, "POST", &long, &[OCTETS, KEY], b"x").assert_error(
+    post_bytes(addr, &long, b"x").assert_error(
         422,
         "topic (realtime:<topic>) is at most 255 bytes; got 256",
     );
@@ -616,60 +488,32 @@ fn other_http_refusals_have_their_statuses() {
 fn authenticate_and_authorize_refusals_are_401_and_403_and_broadcast_nothing() {
     let srv = start();
     let addr = srv.addr;
-    let mut a = Ws::connect(addr, "2.0.0");
-    a.join("realtime:room");
+    let mut a = Ws::connect_vsn(addr, "2.0.0");
+    a.join_ok("realtime:room");
     let body = batch(&json!([{"topic": "room", "event": "e", "payload": {}}]));
 
     // The API key: the header, else the query parameter.
-    let h = |k, v| vec![JSON, (k, v)];
-    call(
-        addr,
-        "POST",
-        "/api/broadcast",
-        &h("apikey", "bad-key"),
-        body.as_bytes(),
-    )
-    .assert_error(401, "API key is not valid");
-    call(
-        addr,
-        "POST",
-        "/api/broadcast",
-        &h("x-api-key", "bad-key"),
-        body.as_bytes(),
-    )
-    .assert_error(401, "API key is not valid");
-    call(
-        addr,
-        "POST",
-        "/api/broadcast?apikey=bad-key",
-        &[JSON],
-        body.as_bytes(),
-    )
-    .assert_error(401, "API key is not valid");
-    call(
-        addr,
-        "POST",
-        "/api/broadcast?apikey=bad-key",
-        &h("apikey", "k"),
-        body.as_bytes(),
-    )
-    .assert_accepted();
+    let send =
+        |path: &str, headers: &[(&str, &str)]| call(addr, "POST", path, headers, body.as_bytes());
+    send("/api/broadcast", &[JSON, ("apikey", "bad-key")])
+        .assert_error(401, "API key is not valid");
+    send("/api/broadcast", &[JSON, ("x-api-key", "bad-key")])
+        .assert_error(401, "API key is not valid");
+    send("/api/broadcast?apikey=bad-key", &[JSON]).assert_error(401, "API key is not valid");
+    send("/api/broadcast?apikey=bad-key", &[JSON, KEY]).assert_accepted();
     assert_eq!(a.broadcast(), pushed("realtime:room", "e", &json!({})));
 
-    post(
-        addr,
-        "/api/broadcast",
-        &[("Authorization", "Basic dTpw")],
-        &body,
-    )
-    .assert_error(401, "Bearer <token>");
-    post(
-        addr,
-        "/api/broadcast",
-        &[("Authorization", "Bearer revoked")],
-        &body,
-    )
-    .assert_error(
+    // The access token: `Authorization: Bearer <token>` beside the API key.
+    let authorized = |authorization: &str| {
+        post(
+            addr,
+            "/api/broadcast",
+            &[("Authorization", authorization)],
+            &body,
+        )
+    };
+    authorized("Basic dTpw").assert_error(401, "Bearer <token>");
+    authorized("Bearer revoked").assert_error(
         403,
         "Unauthorized: cannot broadcast on realtime:room: Token has been revoked",
     );
@@ -682,22 +526,16 @@ fn authenticate_and_authorize_refusals_are_401_and_403_and_broadcast_nothing() {
         {"topic": "secret", "event": "e", "payload": {}},
     ]));
     post(addr, "/api/broadcast", &[], &mixed).assert_error(403, "realtime:secret");
-    assert_eq!(
-        a.broadcasts(Duration::from_millis(200)),
-        Vec::<Value>::new(),
-        "a refused call broadcasts nothing, not even the allowed messages of its batch"
+    assert_no_broadcasts(
+        &mut a,
+        200,
+        "a refused call broadcasts nothing, not even the allowed messages of its batch",
     );
 
     // A panicking hook is a 500; the hub goes on.
     post(addr, "/api/broadcast/panic/events/e", &[], "{}")
         .assert_error(500, "authorize hook panicked");
-    post(
-        addr,
-        "/api/broadcast",
-        &[("Authorization", "Bearer fine")],
-        &body,
-    )
-    .assert_accepted();
+    authorized("Bearer fine").assert_accepted();
     assert_eq!(a.broadcast(), pushed("realtime:room", "e", &json!({})));
 }
 

@@ -5,16 +5,14 @@
 #[allow(dead_code)]
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{TestServer, WAIT, keys_of, room_json};
+use support::phoenix::Ws;
+use support::{TestServer, keys_of, room_json};
 use tidings_core::{Channel, Cid, Effects, Peer};
 use tidings_smol::{Access, App, AppError, NextAction, Page, params};
 use tidings_ws::server::topic::realtime_channel;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::{Message, WebSocket};
 
 struct WsApp;
 
@@ -66,109 +64,6 @@ impl App for WsApp {
         } else {
             Ok(())
         }
-    }
-}
-
-/// A blocking Phoenix V2 client for tests: JSON-array frames, bounded waits.
-struct Ws {
-    ws: WebSocket<TcpStream>,
-    next_ref: u64,
-}
-
-impl Ws {
-    fn connect(addr: SocketAddr, cookie: Option<&str>) -> Self {
-        Self::try_connect(addr, cookie, "vsn=2.0.0&apikey=k").expect("the socket opens")
-    }
-
-    fn try_connect(addr: SocketAddr, cookie: Option<&str>, query: &str) -> Result<Self, u16> {
-        let url = format!("ws://{addr}/socket/websocket?{query}");
-        let mut req = url.into_client_request().expect("a valid url");
-        if let Some(c) = cookie {
-            req.headers_mut()
-                .insert("Cookie", c.parse().expect("a valid header"));
-        }
-        let tcp = TcpStream::connect(addr).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
-        match tungstenite::client(req, tcp) {
-            Ok((ws, _)) => Ok(Self { ws, next_ref: 100 }),
-            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
-                Err(resp.status().as_u16())
-            }
-            Err(e) => panic!("handshake: {e}"),
-        }
-    }
-
-    fn push(
-        &mut self,
-        join_ref: Option<&str>,
-        topic: &str,
-        event: &str,
-        payload: &Value,
-    ) -> String {
-        self.next_ref += 1;
-        let r = self.next_ref.to_string();
-        let frame = json!([join_ref, r, topic, event, payload]).to_string();
-        self.ws.send(Message::text(frame)).expect("send");
-        r
-    }
-
-    /// Joins `topic`; returns the join ref and the reply's payload.
-    fn join(&mut self, topic: &str, payload: &Value) -> (String, Value) {
-        self.next_ref += 1;
-        let r = self.next_ref.to_string();
-        let frame = json!([r, r, topic, "phx_join", payload]).to_string();
-        self.ws.send(Message::text(frame)).expect("send");
-        let reply = self.expect(|m| m[1] == json!(r) && m[3] == "phx_reply");
-        (r, reply[4].clone())
-    }
-
-    /// The next frame as a JSON array, or `None` after `within`.
-    fn next(&mut self, within: Duration) -> Option<Value> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            match self.ws.read() {
-                Ok(Message::Text(t)) => {
-                    return Some(serde_json::from_str(&t).expect("server frames are JSON"));
-                }
-                Ok(Message::Close(c)) => {
-                    return Some(json!(["close", c.map(|c| u16::from(c.code))]));
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Some(json!(["error", e.to_string()])),
-            }
-        }
-        None
-    }
-
-    /// Reads until a frame matches, failing after [`WAIT`].
-    fn expect(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            if let Some(m) = self.next(Duration::from_millis(100)) {
-                if pred(&m) {
-                    return m;
-                }
-                seen.push(m);
-            }
-        }
-        panic!("no matching frame within {WAIT:?}; saw {seen:#?}");
-    }
-
-    /// Every frame that arrives within `within`.
-    fn drain(&mut self, within: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + within;
-        let mut out = Vec::new();
-        while let Some(m) = self.next(deadline.saturating_duration_since(Instant::now())) {
-            out.push(m);
-        }
-        out
     }
 }
 

@@ -1,7 +1,8 @@
 //! Harness for the SSE integration tests: a hub + SSE server on a loopback
 //! port, HTTP calls through `ureq`, and a small Server-Sent Events reader
 //! over a raw `TcpStream` (chunked transfer encoding, `event:`/`id:`/`data:`
-//! lines, bounded waits so no test hangs).
+//! lines, bounded waits so no test hangs); a blocking Phoenix socket client
+//! in [`phoenix`].
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,6 +15,11 @@ use tidings_core::{InstanceId, SessionId};
 use tidings_smol::sse::{SseConfig, SseServer, serve};
 use tidings_smol::{App, Hub, HubConfig, HubHandle};
 use tidings_sse::session::SessionKeys;
+
+// The Phoenix socket client is for the WebSocket tests; `sse.rs` includes
+// this module without it in use (it has no `allow(dead_code)` of its own).
+#[allow(dead_code)]
+pub(crate) mod phoenix;
 
 /// The hub's receipt secret (tests that craft receipts sign with it too).
 pub(crate) const RECEIPT_SECRET: &[u8] = b"tidings-test/receipts";
