@@ -2,6 +2,10 @@
 //! on 127.0.0.1:0 in a thread, each test scripting what it sends, drops or
 //! withholds (fault injection). Intervals are tens of milliseconds.
 
+// Each test crate uses its own part of the shared helpers.
+#[allow(dead_code)]
+mod support;
+
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -9,15 +13,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{WAIT, connect, wait_for};
 use tidings_ws::client::{
     Binding, ChannelEvent, ChannelOptions, ChannelState, Client, ClientConfig, ConnectionEvent,
-    ConnectionState, ErrorCode, Event, Events,
+    ConnectionState, ErrorCode, Event,
 };
 use tungstenite::handshake::server::{Request, Response};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
-
-const WAIT: Duration = Duration::from_secs(5);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -180,25 +183,6 @@ impl Conn {
     }
 }
 
-/// Waits for the first event matching `f`.
-fn wait_for<T>(events: &Events, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-    smol::block_on(async {
-        let end = Instant::now() + WAIT;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            let e = smol::future::or(events.recv(), async {
-                smol::Timer::after(left).await;
-                None
-            })
-            .await
-            .expect("an event in time");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    })
-}
-
 fn joined(topic: &'static str) -> impl FnMut(&Event) -> Option<()> {
     move |e| match e {
         Event::Channel {
@@ -247,9 +231,7 @@ fn heartbeat_timeout_closes_1000_then_reconnects_after_the_backoff() {
         .heartbeat_interval(ms(100))
         .reconnect_after(|_| ms(150));
     // The driver starts after the stream exists, so it sees every change.
-    let (client, driver) = Client::new(cfg).unwrap();
-    let events = client.events();
-    smol::spawn(driver.run()).detach();
+    let (client, events) = connect(cfg);
     let room = client.channel("room1", ChannelOptions::default());
     client.subscribe(&room).unwrap();
     let (mut c, _) = fake.accept();

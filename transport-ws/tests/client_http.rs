@@ -5,39 +5,19 @@
 //! WebSocket upgrade the client also tries on that port is refused with
 //! 503, so its channels can never push.
 
+// Each test crate uses its own part of the shared helpers.
+#[allow(dead_code)]
+mod support;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use tidings_ws::client::{
-    ChannelEvent, ChannelOptions, Client, ClientConfig, ErrorCode, Event, Events,
-};
-
-const WAIT: Duration = Duration::from_secs(5);
-
-/// One POST as the server saw it.
-#[derive(Debug)]
-struct Post {
-    target: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Post {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("a JSON body")
-    }
-}
+use serde_json::json;
+use support::{Post, WAIT, connect, wait_for};
+use tidings_ws::client::{ChannelEvent, ChannelOptions, ClientConfig, ErrorCode, Event};
 
 struct FakeHttp {
     addr: String,
@@ -46,40 +26,19 @@ struct FakeHttp {
     answers: Arc<Mutex<Vec<(u16, String)>>>,
 }
 
-/// One request: its method and the rest.
-fn read_request(s: &TcpStream) -> io::Result<(String, Post)> {
+/// One request, its head and its body.
+fn read_request(s: &TcpStream) -> io::Result<Post> {
     let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let target = parts.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 || h == "\r\n" {
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        if r.read_line(&mut head)? == 0 {
             break;
         }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
     }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    let body = String::from_utf8_lossy(&body).into_owned();
-    Ok((
-        method,
-        Post {
-            target,
-            headers,
-            body,
-        },
-    ))
+    let mut post = Post::from_head(&head);
+    post.body = vec![0; post.content_length()];
+    r.read_exact(&mut post.body)?;
+    Ok(post)
 }
 
 impl FakeHttp {
@@ -93,10 +52,11 @@ impl FakeHttp {
             for s in listener.incoming() {
                 let Ok(mut s) = s else { return };
                 s.set_read_timeout(Some(WAIT)).unwrap();
-                let Ok((method, post)) = read_request(&s) else {
+                let Ok(post) = read_request(&s) else {
                     continue;
                 };
-                let (status, reply) = if method == "POST" {
+                let post_request = post.method == "POST";
+                let (status, reply) = if post_request {
                     let mut a = script.lock().unwrap();
                     if a.is_empty() {
                         (202, String::new())
@@ -113,7 +73,7 @@ impl FakeHttp {
                     reply.len()
                 );
                 let _ = s.flush();
-                if method == "POST" && tx.send(post).is_err() {
+                if post_request && tx.send(post).is_err() {
                     return;
                 }
             }
@@ -142,31 +102,6 @@ impl FakeHttp {
     }
 }
 
-fn connect(cfg: ClientConfig) -> (Client, Events) {
-    let (client, driver) = Client::new(cfg).unwrap();
-    let events = client.events();
-    smol::spawn(driver.run()).detach();
-    (client, events)
-}
-
-fn wait_for<T>(events: &Events, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-    smol::block_on(async {
-        let end = Instant::now() + WAIT;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            let e = smol::future::or(events.recv(), async {
-                smol::Timer::after(left).await;
-                None
-            })
-            .await
-            .expect("an event in time");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    })
-}
-
 #[test]
 fn fallback_broadcast_posts_the_realtime_js_batch_request() {
     let fake = FakeHttp::start();
@@ -188,7 +123,7 @@ fn fallback_broadcast_posts_the_realtime_js_batch_request() {
     assert_eq!(p.header("content-type"), Some("application/json"));
     assert_eq!(p.header("authorization"), Some("Bearer tok"));
     assert_eq!(
-        p.body,
+        p.text(),
         r#"{"messages":[{"topic":"room1","event":"evt","payload":{"a":1},"private":true}]}"#
     );
 }
@@ -278,7 +213,7 @@ fn http_send_posts_the_single_endpoint_and_maps_statuses() {
     assert_eq!(p.header("apikey"), Some("KEY"));
     assert_eq!(p.header("content-type"), Some("application/json"));
     assert_eq!(p.header("authorization"), Some("Bearer tok"));
-    assert_eq!(p.body, r#"{"a":1}"#);
+    assert_eq!(p.text(), r#"{"a":1}"#);
     assert_eq!(
         fake.post().target,
         "/api/broadcast/lobby/events/e?apikey=KEY&vsn=2.0.0"

@@ -4,6 +4,10 @@
 
 #![cfg(feature = "tls")]
 
+// Each test crate uses its own part of the shared helpers.
+#[allow(dead_code)]
+mod support;
+
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, mpsc};
@@ -13,13 +17,12 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConnection, StreamOwned};
 use serde_json::{Value, json};
+use support::{Post, WAIT, connect, wait_for};
 use tidings_ws::client::{
     Binding, BroadcastPayload, ChannelOptions, Client, ClientConfig, ConnectionEvent, ErrorCode,
-    Event, Events,
+    Event,
 };
 use tungstenite::{Message, WebSocket};
-
-const WAIT: Duration = Duration::from_secs(5);
 
 type Tls = StreamOwned<ServerConnection, TcpStream>;
 
@@ -92,40 +95,10 @@ fn read_head(s: &mut Tls) -> Option<Vec<u8>> {
     Some(head)
 }
 
-/// One HTTP request the server saw.
-#[derive(Debug)]
-struct Post {
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Post {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
+/// The request with this `head`, its body read off `s`.
 fn parse_post(head: &[u8], s: &mut Tls) -> Post {
-    let text = String::from_utf8_lossy(head).into_owned();
-    let mut lines = text.split("\r\n");
-    let target = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .unwrap_or_default()
-        .to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
+    let mut post = Post::from_head(&String::from_utf8_lossy(head));
+    let len = post.content_length();
     let mut body = vec![0; len];
     let mut got = 0;
     while got < len {
@@ -136,11 +109,8 @@ fn parse_post(head: &[u8], s: &mut Tls) -> Post {
             Err(_) => break,
         }
     }
-    Post {
-        target,
-        headers,
-        body,
-    }
+    post.body = body;
+    post
 }
 
 /// What the TLS server hands to the test.
@@ -256,31 +226,10 @@ fn recv_event(ws: &mut WebSocket<Replay<Tls>>, event: &str) -> Value {
     panic!("no {event} in {WAIT:?}");
 }
 
-/// Waits for the first event matching `f`.
-fn wait_for<T>(events: &Events, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-    smol::block_on(async {
-        let end = Instant::now() + WAIT;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            let e = smol::future::or(events.recv(), async {
-                smol::Timer::after(left).await;
-                None
-            })
-            .await
-            .expect("an event in time");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    })
-}
-
 #[test]
 fn wss_joins_and_receives_a_broadcast_from_a_tls_server() {
     let fake = TlsFake::start();
-    let (client, driver) = Client::new(fake.trusting()).unwrap();
-    let events = client.events();
-    smol::spawn(driver.run()).detach();
+    let (client, events) = connect(fake.trusting());
     let room = client.channel("room1", ChannelOptions::default());
     client.on(&room, Binding::broadcast("*")).unwrap();
     client.subscribe(&room).unwrap();
@@ -316,9 +265,7 @@ fn an_untrusted_certificate_is_a_typed_connect_error() {
     let cfg = ClientConfig::new(fake.url.clone())
         .apikey("k")
         .reconnect_after(|_| Duration::from_secs(60));
-    let (client, driver) = Client::new(cfg).unwrap();
-    let events = client.events();
-    smol::spawn(driver.run()).detach();
+    let (_client, events) = connect(cfg);
     let started = Instant::now();
     let err = wait_for(&events, |e| match e {
         Event::Connection(ConnectionEvent::Error(err)) => Some(err.clone()),
