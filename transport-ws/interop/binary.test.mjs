@@ -13,27 +13,12 @@
 // out as `{}` and is broadcast as that JSON object. A Uint8Array (not an
 // ArrayBuffer) under vsn 2.0.0 is JSON-encoded too, as `{"0":…,"1":…}`.
 
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startServer, rtClient, closeClient, joined, rawSocket, uniq, within } from './helpers.mjs'
+import { serverPerFile, joined, uniq } from './helpers.mjs'
 
-let server
-const clients = []
-const sockets = []
-function client(vsn, opts) {
-  const c = rtClient(server, vsn, opts)
-  clients.push(c)
-  return c
-}
-
-before(async () => {
-  server = await startServer()
-})
-after(async () => {
-  await Promise.all(clients.map(closeClient))
-  await Promise.all(sockets.map((s) => within(s.close(), 'raw close').catch(() => s.ws.terminate())))
-  await server?.stop()
-})
+const fx = serverPerFile()
+const { client } = fx
 
 /** Every byte a JSON or UTF-8 reading would mangle: NUL, 0x80, a lone 0xc3, 0xff, `{`. */
 const TRICKY = [0x00, 0x01, 0x7f, 0x80, 0xc3, 0xff, 0x7b, 0x00]
@@ -54,8 +39,7 @@ function assertBinary(got, event, bytes, who) {
 
 /** Joins a raw `ws` socket of `vsn` to `topic`. */
 async function rawJoined(vsn, topic) {
-  const s = await rawSocket(`ws://127.0.0.1:${server.port}/socket/websocket?apikey=k&vsn=${vsn}`)
-  sockets.push(s)
+  const s = await fx.rawSocket(`ws://127.0.0.1:${fx.server.port}/socket/websocket?apikey=k&vsn=${vsn}`)
   const payload = { config: { broadcast: { self: false } } }
   if (vsn === '2.0.0') s.send(['1', '1', topic, 'phx_join', payload])
   else s.send({ join_ref: '1', ref: '1', topic, event: 'phx_join', payload })

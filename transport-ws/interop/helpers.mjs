@@ -2,6 +2,7 @@
 // test, build realtime-js / phoenix clients, wait for events with short
 // deadlines, and speak the raw Phoenix wire through `ws`.
 
+import { before, after } from 'node:test'
 import { spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { existsSync } from 'node:fs'
@@ -211,6 +212,45 @@ export async function joined(client, name, config, setup) {
   const c = subscribeChannel(client, name, config, setup)
   await c.statuses.waitFor(isStatus('SUBSCRIBED'), `SUBSCRIBED on ${name}`)
   return c
+}
+
+/**
+ * The usual setup of a test file: `before` its tests, starts one interop
+ * server, `fx.server`; `after` them, closes every realtime-js client and raw
+ * socket made through `fx`, then stops the server. Call it at the top level
+ * of the file.
+ */
+export function serverPerFile() {
+  const clients = []
+  const sockets = []
+  const fx = {
+    server: undefined,
+    /** A realtime-js client (`rtClient`) on `endpoint`, closed after the file. */
+    clientAt(endpoint, vsn, opts) {
+      const c = rtClient(endpoint, vsn, opts)
+      clients.push(c)
+      return c
+    },
+    /** A realtime-js client on the server's `/socket`, closed after the file. */
+    client(vsn, opts) {
+      return fx.clientAt(fx.server, vsn, opts)
+    },
+    /** A raw socket (`rawSocket`), closed after the file. */
+    async rawSocket(url) {
+      const s = await rawSocket(url)
+      sockets.push(s)
+      return s
+    },
+  }
+  before(async () => {
+    fx.server = await startServer()
+  })
+  after(async () => {
+    await Promise.all(clients.map(closeClient))
+    await Promise.all(sockets.map((s) => within(s.close(), 'raw close').catch(() => s.ws.terminate())))
+    await fx.server?.stop()
+  })
+  return fx
 }
 
 /** A unique channel name per call so tests never see each other's traffic. */

@@ -1,10 +1,10 @@
 // The official @supabase/realtime-js client (unmodified, 2.119.1) against
 // the Tidings interop server, every scenario under vsn 1.0.0 and 2.0.0.
 
-import { describe, test, before, after } from 'node:test'
+import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
-  startServer,
+  serverPerFile,
   rtClient,
   closeClient,
   subscribeChannel,
@@ -15,21 +15,8 @@ import {
   sleep,
 } from './helpers.mjs'
 
-let server
-const clients = []
-function client(vsn, opts) {
-  const c = rtClient(server, vsn, opts)
-  clients.push(c)
-  return c
-}
-
-before(async () => {
-  server = await startServer()
-})
-after(async () => {
-  await Promise.all(clients.map(closeClient))
-  await server?.stop()
-})
+const fx = serverPerFile()
+const { client } = fx
 
 /** Presence state as `{key: [meta without presence_ref]}`, keys sorted. */
 function plainState(ch) {
@@ -66,8 +53,7 @@ for (const vsn of ['1.0.0', '2.0.0']) {
         statuses.items.map((s) => s.status),
         ['SUBSCRIBED'],
       )
-      const b = rtClient(`ws://127.0.0.1:${server.port}/realtime/v1`, vsn)
-      clients.push(b)
+      const b = fx.clientAt(`ws://127.0.0.1:${fx.server.port}/realtime/v1`, vsn)
       const jb = await joined(b, uniq('room'))
       assert.equal(jb.ch.state, 'joined')
     })
@@ -157,7 +143,7 @@ for (const vsn of ['1.0.0', '2.0.0']) {
       }
       const a = client(vsn)
       const b = client(vsn)
-      const c = rtClient(server, vsn) // disconnected mid-test; not in `clients`
+      const c = rtClient(fx.server, vsn) // disconnected mid-test; not closed by `fx`
       try {
         const A = await joined(a, name, { presence: { key: 'alice' } }, setup)
         assert.equal(await A.ch.track({ name: 'alice', n: 1 }), 'ok')
@@ -316,7 +302,7 @@ for (const vsn of ['1.0.0', '2.0.0']) {
       const evt = new Inbox('srv-event binding')
       const A = await joined(a, name, {}, (ch) => ch.on('broadcast', { event: 'srv-event' }, (p) => evt.push(p)))
       const payload = { text: 'from rust', n: [1, 2, 3], nested: { ok: true } }
-      assert.equal(await server.broadcast(name, 'srv-event', payload), 'ok')
+      assert.equal(await fx.server.broadcast(name, 'srv-event', payload), 'ok')
       assert.deepEqual(await evt.waitFor(() => true, 'server broadcast'), {
         type: 'broadcast',
         event: 'srv-event',

@@ -10,25 +10,12 @@
 // at all. Refusals reach the sender as realtime-js reports them: 'error' from
 // send, a rejection carrying the server's `{"error": …}` from httpSend.
 
-import { describe, test, before, after } from 'node:test'
+import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startServer, rtClient, closeClient, joined, uniq, sleep } from '../helpers.mjs'
+import { serverPerFile, joined, uniq, sleep } from '../helpers.mjs'
 
-let server
-const clients = []
-function client(endpoint, vsn, opts) {
-  const c = rtClient(endpoint, vsn, opts)
-  clients.push(c)
-  return c
-}
-
-before(async () => {
-  server = await startServer()
-})
-after(async () => {
-  await Promise.all(clients.map(closeClient))
-  await server?.stop()
-})
+const fx = serverPerFile()
+const client = fx.clientAt
 
 const isEvent = (event) => (b) => b.event === event
 
@@ -36,7 +23,7 @@ for (const vsn of ['1.0.0', '2.0.0']) {
   describe(`REST broadcast, realtime-js vsn ${vsn}`, () => {
     for (const base of ['/socket', '/realtime/v1']) {
       test(`send() fallback and httpSend() from an unsubscribed client reach a subscriber (${base})`, async () => {
-        const endpoint = `ws://127.0.0.1:${server.port}${base}`
+        const endpoint = `ws://127.0.0.1:${fx.server.port}${base}`
         const name = uniq('rest')
         const receiver = client(endpoint, vsn)
         const bystander = client(endpoint, vsn)
@@ -46,7 +33,7 @@ for (const vsn of ['1.0.0', '2.0.0']) {
         const sender = client(endpoint, vsn)
         const ch = sender.channel(name)
         assert.equal(ch.state, 'closed', 'the sender never joins')
-        assert.match(ch.broadcastEndpointURL, new RegExp(`^http://127\\.0\\.0\\.1:${server.port}${base === '/socket' ? '' : base}/api/broadcast\\?`))
+        assert.match(ch.broadcastEndpointURL, new RegExp(`^http://127\\.0\\.0\\.1:${fx.server.port}${base === '/socket' ? '' : base}/api/broadcast\\?`))
 
         assert.equal(await ch.send({ type: 'broadcast', event: 'implicit', payload: { n: 1, vsn } }), 'ok')
         assert.deepEqual(await R.broadcasts.waitFor(isEvent('implicit'), 'the implicit REST broadcast'), {
@@ -78,8 +65,8 @@ for (const vsn of ['1.0.0', '2.0.0']) {
 
     test(`httpSend() of a binary payload: ${vsn === '2.0.0' ? 'an ArrayBuffer at the subscriber' : 'nothing at the subscriber'}`, async () => {
       const name = uniq('rest-bin')
-      const R = await joined(client(server.endpoint, vsn), name)
-      const ch = client(server.endpoint, vsn).channel(name)
+      const R = await joined(client(fx.server.endpoint, vsn), name)
+      const ch = client(fx.server.endpoint, vsn).channel(name)
 
       assert.deepEqual(await ch.httpSend('bin', new Uint8Array([1, 2, 3])), { success: true })
       assert.deepEqual(await ch.httpSend('buf', new Uint8Array([0, 0x80, 0xff]).buffer), { success: true })
@@ -108,22 +95,22 @@ for (const vsn of ['1.0.0', '2.0.0']) {
 
     test('refusals: a denied topic, a revoked token, a bad API key', async () => {
       const name = uniq('rest')
-      const receiver = client(server.endpoint, vsn)
+      const receiver = client(fx.server.endpoint, vsn)
       const R = await joined(receiver, name)
 
-      const sender = client(server.endpoint, vsn)
+      const sender = client(fx.server.endpoint, vsn)
       const denied = sender.channel(uniq('denied'))
       assert.equal(await denied.send({ type: 'broadcast', event: 'e', payload: {} }), 'error')
       await assert.rejects(denied.httpSend('e', {}), {
         message: /^Unauthorized: cannot broadcast on realtime:denied-.*: You do not have permissions to write to this Channel topic/,
       })
 
-      const badKey = client(server.endpoint, vsn, { params: { apikey: 'bad-key' } })
+      const badKey = client(fx.server.endpoint, vsn, { params: { apikey: 'bad-key' } })
       const bk = badKey.channel(name)
       assert.equal(await bk.send({ type: 'broadcast', event: 'e', payload: {} }), 'error')
       await assert.rejects(bk.httpSend('e', {}), { message: 'API key is not valid' })
 
-      const revoked = client(server.endpoint, vsn)
+      const revoked = client(fx.server.endpoint, vsn)
       await revoked.setAuth('revoked')
       const rv = revoked.channel(name)
       assert.equal(await rv.send({ type: 'broadcast', event: 'e', payload: {} }), 'error')
