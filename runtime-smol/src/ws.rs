@@ -428,8 +428,10 @@ async fn serve(c: &mut Task<'_>, frames: Receiver<WsOut>) -> End {
         {
             return end;
         }
-        if wake.queue_closed {
-            // The hub dropped this socket (slow consumer or shutdown).
+        // The hub dropped this socket (slow consumer or shutdown): seen by
+        // `wait` once the queue is drained, or here while a flush is stuck
+        // (a peer that sends but does not read is not waited for).
+        if wake.queue_closed || (!flushed && frames.is_closed()) {
             return End::Close(1001);
         }
         if let Some(item) = wake.item.take()

@@ -341,3 +341,32 @@ fn shutdown_closes_sockets_with_1012_so_clients_reconnect() {
     let close = sb.expect(|m| m[0] == "close");
     assert_eq!(close[1], 1012);
 }
+
+#[test]
+fn a_socket_dropped_as_a_slow_consumer_is_closed_though_its_peer_sends_and_never_reads() {
+    let srv = TestServer::start(WsApp, |_, sse| sse.outbound_queue = 4);
+    let mut slow = Ws::connect_vsn(srv.addr, "2.0.0");
+    slow.join_ok("realtime:slow");
+    // Far more than the kernel buffers, the socket's write batch and the
+    // 4-item queue hold: the hub drops the socket as a slow consumer.
+    let blob = "x".repeat(64 * 1024);
+    let channel = realtime_channel("slow").expect("a valid channel");
+    for _ in 0..400 {
+        srv.hub
+            .broadcast_action(channel.clone(), "big", &json!({ "blob": blob }))
+            .unwrap();
+    }
+    // The peer keeps the socket from idling out (heartbeats) but reads
+    // nothing: the server must still close it, so a write soon fails.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let closed = loop {
+        if slow.try_heartbeat().is_err() {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(closed, "the dropped socket was still open after 10 s");
+}

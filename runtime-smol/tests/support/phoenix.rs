@@ -85,6 +85,14 @@ impl Ws {
         r
     }
 
+    /// Sends a heartbeat, returning the write's error instead of failing
+    /// (to see whether the server still holds the socket).
+    pub(crate) fn try_heartbeat(&mut self) -> Result<(), tungstenite::Error> {
+        self.next_ref += 1;
+        let frame = json!([null, self.next_ref.to_string(), "phoenix", "heartbeat", {}]);
+        self.socket.send(Message::text(frame.to_string()))
+    }
+
     /// Joins `topic`; returns the join ref and the reply's payload.
     pub(crate) fn join(&mut self, topic: &str, payload: &Value) -> (String, Value) {
         self.next_ref += 1;
