@@ -48,6 +48,11 @@ pub const WS_MAX_MESSAGE: usize = 1 << 20;
 /// read again before more are taken.
 pub const WS_WRITE_BATCH: usize = 64;
 
+/// Bytes in a socket's write buffer past which no more queued items are
+/// taken in a batch (64 KiB): with large frames, the rest waits in the
+/// queue (bounded by the outbound queue policy) rather than in memory here.
+pub const WS_WRITE_BATCH_BYTES: usize = 64 * 1024;
+
 /// Capacity a socket's write buffer may keep once everything in it went out
 /// and its queue is empty (1 KiB); a larger buffer, grown by a burst, is
 /// then freed so that idle sockets stay small.
@@ -442,6 +447,9 @@ async fn serve(c: &mut Task<'_>, frames: Receiver<WsOut>) -> End {
         // Items wait in the queue while the last batch is still going out.
         if flushed {
             for _ in 0..WS_WRITE_BATCH {
+                if c.ws.get_ref().out.len() >= WS_WRITE_BATCH_BYTES {
+                    break;
+                }
                 let Ok(item) = frames.try_recv() else { break };
                 if let Err(end) = c.deliver(&item) {
                     return end;
