@@ -156,10 +156,13 @@ impl fmt::Debug for ConnectionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelId(u64);
 
-/// A broadcast to POST to the REST batch endpoint (`POST <http
-/// base>/api/broadcast`) because its channel could not push it
-/// ([`ConnectionConfig::http_fallback`]). Report the outcome with
-/// [`Connection::handle_http_result`].
+/// A broadcast to POST because its channel could not push it
+/// ([`ConnectionConfig::http_fallback`]): a JSON payload goes to the REST
+/// batch endpoint (`POST <http base>/api/broadcast`, body [`body`](Self::body)),
+/// a binary one to the single endpoint (`POST <http
+/// base>/api/broadcast/<subtopic>/events/<event>`) as
+/// `application/octet-stream`, since the batch endpoint is JSON only.
+/// Report the outcome with [`Connection::handle_http_result`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpBroadcast {
     /// The ref [`Output::Reply`] will carry when `report` is set.
@@ -168,8 +171,8 @@ pub struct HttpBroadcast {
     pub topic: String,
     /// The user event.
     pub event: String,
-    /// The user payload, as JSON.
-    pub payload_json: String,
+    /// The user payload: JSON text, or bytes.
+    pub payload: Payload,
     /// The channel's `private` option.
     pub private: bool,
     /// The bearer token: the channel's own, else the socket's.
@@ -184,33 +187,40 @@ impl HttpBroadcast {
         wire::subtopic(&self.topic)
     }
 
-    /// The request body realtime-js sends:
-    /// `{"messages":[{"topic":…,"event":…,"payload":…,"private":…}]}`.
+    /// The batch endpoint's request body realtime-js sends for a JSON
+    /// payload: `{"messages":[{"topic":…,"event":…,"payload":…,"private":…}]}`;
+    /// `None` for a binary payload (it goes to the single endpoint as is).
     ///
     /// ```
     /// use tidings_ws::client::HttpBroadcast;
-    /// let b = HttpBroadcast {
+    /// use tidings_ws::frame::Payload;
+    /// let mut b = HttpBroadcast {
     ///     push_ref: "1".into(),
     ///     topic: "realtime:room1".into(),
     ///     event: "evt".into(),
-    ///     payload_json: r#"{"a":1}"#.into(),
+    ///     payload: Payload::json(r#"{"a":1}"#).unwrap(),
     ///     private: true,
     ///     token: None,
     ///     report: false,
     /// };
     /// assert_eq!(
-    ///     b.body(),
+    ///     b.body().unwrap(),
     ///     r#"{"messages":[{"topic":"room1","event":"evt","payload":{"a":1},"private":true}]}"#
     /// );
+    /// b.payload = Payload::Binary(vec![1, 2]);
+    /// assert_eq!(b.body(), None);
     /// ```
-    pub fn body(&self) -> String {
-        format!(
+    pub fn body(&self) -> Option<String> {
+        let Payload::Json(payload) = &self.payload else {
+            return None;
+        };
+        Some(format!(
             r#"{{"messages":[{{"topic":{},"event":{},"payload":{},"private":{}}}]}}"#,
             json_str(self.subtopic()),
             json_str(&self.event),
-            self.payload_json,
+            payload.get(),
             self.private
-        )
+        ))
     }
 }
 
@@ -220,7 +230,7 @@ impl fmt::Debug for HttpBroadcast {
             .field("push_ref", &self.push_ref)
             .field("topic", &self.topic)
             .field("event", &self.event)
-            .field("payload_json", &self.payload_json)
+            .field("payload", &self.payload)
             .field("private", &self.private)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("report", &self.report)
@@ -274,11 +284,59 @@ pub enum StoreUpdate {
     Remove(String),
 }
 
+/// What a channel push carries, encoded once its join_ref is known.
+#[derive(Debug)]
+enum PushBody {
+    /// A text frame: a Phoenix event and its JSON payload.
+    Text { event: String, payload_json: String },
+    /// A binary kind-3 user broadcast (V2 only).
+    UserBroadcast { event: String, payload: Payload },
+}
+
+impl PushBody {
+    fn encode(
+        &self,
+        vsn: Vsn,
+        join_ref: Option<&str>,
+        push_ref: &str,
+        topic: &str,
+    ) -> Result<Frame, Error> {
+        match self {
+            PushBody::Text {
+                event,
+                payload_json,
+            } => Ok(Frame::Text(wire::encode_push(
+                vsn,
+                join_ref,
+                Some(push_ref),
+                topic,
+                event,
+                payload_json,
+            ))),
+            PushBody::UserBroadcast { event, payload } => {
+                wire::encode_user_broadcast_push(join_ref, Some(push_ref), topic, event, payload)
+                    .map(Frame::Binary)
+                    .map_err(|e| field_too_long(&e, topic, event))
+            }
+        }
+    }
+}
+
+fn field_too_long(e: &frame::FieldTooLong, topic: &str, event: &str) -> Error {
+    let len = match e.0 {
+        "topic" => topic.len(),
+        "user event" => event.len(),
+        _ => 0,
+    };
+    Error::new(ErrorCode::InvalidInput, e.to_string())
+        .with("field", e.0)
+        .with("bytes", len.to_string())
+}
+
 #[derive(Debug)]
 struct Buffered {
     push_ref: String,
-    event: String,
-    payload: String,
+    body: PushBody,
     deadline: Instant,
     report: bool,
 }
@@ -395,6 +453,13 @@ pub fn normalize_topic(topic: &str) -> String {
 
 fn json_str(s: &str) -> String {
     Value::from(s).to_string()
+}
+
+fn json_payload(payload_json: &str) -> Result<Payload, Error> {
+    Payload::json(payload_json).map_err(|e| {
+        Error::new(ErrorCode::InvalidInput, "payload is not valid JSON")
+            .with("reason", e.to_string())
+    })
 }
 
 fn check_json(payload_json: &str) -> Result<(), Error> {
@@ -1109,6 +1174,23 @@ impl Connection {
         now: Instant,
         report: bool,
     ) -> Result<String, Error> {
+        let body = PushBody::Text {
+            event: event.to_owned(),
+            payload_json: payload,
+        };
+        self.channel_push_body(id, body, now, report)
+    }
+
+    /// Sends a push now if the channel is joined on an open socket, else
+    /// keeps it in the channel's push buffer (oldest dropped past its
+    /// capacity) until the join succeeds.
+    fn channel_push_body(
+        &mut self,
+        id: ChannelId,
+        body: PushBody,
+        now: Instant,
+        report: bool,
+    ) -> Result<String, Error> {
         let open = self.state == ConnectionState::Open;
         let (vsn, timeout, cap) = (
             self.cfg.vsn,
@@ -1126,15 +1208,8 @@ impl Connection {
             .with("state", c.state.as_str()));
         }
         if open && c.state == ChannelState::Joined {
-            let f = wire::encode_push(
-                vsn,
-                c.join_ref.as_deref(),
-                Some(&r),
-                &c.topic,
-                event,
-                &payload,
-            );
-            self.out.push_back(Output::Transmit(Frame::Text(f)));
+            let f = body.encode(vsn, c.join_ref.as_deref(), &r, &c.topic)?;
+            self.out.push_back(Output::Transmit(f));
             if report {
                 let deadline = now + timeout;
                 self.pending
@@ -1149,8 +1224,7 @@ impl Connection {
         }
         c.buffer.push_back(Buffered {
             push_ref: r.clone(),
-            event: event.to_owned(),
-            payload,
+            body,
             deadline: now + timeout,
             report,
         });
@@ -1173,7 +1247,8 @@ impl Connection {
         payload_json: &str,
         now: Instant,
     ) -> Result<String, Error> {
-        self.push_broadcast(id, event, payload_json, now, false)
+        let payload = json_payload(payload_json)?;
+        self.push_broadcast(id, event, payload, now, false)
     }
 
     /// Sends a broadcast whose server reply is reported as
@@ -1185,36 +1260,108 @@ impl Connection {
         payload_json: &str,
         now: Instant,
     ) -> Result<String, Error> {
-        let c = self.chan(id)?;
-        if !c.opts.broadcast_ack {
-            return Err(Error::new(
-                ErrorCode::InvalidInput,
-                "broadcast_with_ack needs the channel option broadcast.ack",
-            )
-            .with("topic", c.topic.clone()));
-        }
-        self.push_broadcast(id, event, payload_json, now, true)
+        self.check_ack(id, "broadcast_with_ack")?;
+        let payload = json_payload(payload_json)?;
+        self.push_broadcast(id, event, payload, now, true)
     }
 
+    /// Sends a broadcast with a binary payload and no reply expected
+    /// (realtime-js `send` with an `ArrayBuffer`): on V2 a binary kind-3
+    /// frame with payload encoding 0, buffered until the channel is joined
+    /// like any push. V1 has no binary user broadcast: an `Unsupported`
+    /// error. The topic and event must fit the frame header (255 bytes
+    /// each), else `InvalidInput`. With
+    /// [`http_fallback`](ConnectionConfig::http_fallback), a channel that
+    /// cannot push emits an [`Output::HttpBroadcast`] for the single
+    /// endpoint instead.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use tidings_ws::client::{ChannelOptions, Connection, ConnectionConfig, Frame, Output};
+    /// let now = Instant::now();
+    /// let mut c = Connection::new(ConnectionConfig::default()); // vsn 2.0.0
+    /// let room = c.channel("r", ChannelOptions::default());
+    /// c.connect(now);
+    /// c.handle_open(now);
+    /// c.subscribe(room, now).unwrap(); // join ref "1"
+    /// c.handle_text(now, r#"["1","1","realtime:r","phx_reply",{"status":"ok","response":{}}]"#).unwrap();
+    /// c.broadcast_binary(room, "e", &[0xff], now).unwrap(); // ref "2"
+    /// let sent = std::iter::from_fn(|| c.poll_output())
+    ///     .find_map(|o| match o { Output::Transmit(Frame::Binary(b)) => Some(b), _ => None })
+    ///     .unwrap();
+    /// assert_eq!(sent, b"\x03\x01\x01\x0a\x01\x00\x00" /* header */
+    ///     .iter().chain(b"12realtime:re\xff").copied().collect::<Vec<u8>>());
+    /// ```
+    pub fn broadcast_binary(
+        &mut self,
+        id: ChannelId,
+        event: &str,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<String, Error> {
+        self.push_broadcast(id, event, Payload::Binary(bytes.to_vec()), now, false)
+    }
+
+    /// [`broadcast_binary`](Self::broadcast_binary) whose server reply is
+    /// reported as [`Output::Reply`] under the returned ref (correlated by
+    /// ref, as for JSON broadcasts). Needs `broadcast.ack`.
+    pub fn broadcast_binary_with_ack(
+        &mut self,
+        id: ChannelId,
+        event: &str,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<String, Error> {
+        self.check_ack(id, "broadcast_binary_with_ack")?;
+        self.push_broadcast(id, event, Payload::Binary(bytes.to_vec()), now, true)
+    }
+
+    fn check_ack(&self, id: ChannelId, what: &str) -> Result<(), Error> {
+        let c = self.chan(id)?;
+        if c.opts.broadcast_ack {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::InvalidInput,
+            format!("{what} needs the channel option broadcast.ack"),
+        )
+        .with("topic", c.topic.clone()))
+    }
+
+    /// The one broadcast path: JSON goes in a text push, bytes in a binary
+    /// kind-3 frame; either goes over HTTP when the fallback applies.
     fn push_broadcast(
         &mut self,
         id: ChannelId,
         event: &str,
-        payload_json: &str,
+        payload: Payload,
         now: Instant,
         ack: bool,
     ) -> Result<String, Error> {
-        check_json(payload_json)?;
-        // realtime-js `send`: a channel that cannot push (`!canPush()`)
-        // sends broadcasts over HTTP instead.
         let open = self.state == ConnectionState::Open;
         let c = self.chan(id)?;
+        if let Payload::Binary(_) = payload {
+            if self.cfg.vsn == Vsn::V1 {
+                return Err(Error::new(
+                    ErrorCode::Unsupported,
+                    "binary broadcasts need vsn 2.0.0 (V1 has no binary user broadcast); \
+                     use http_send_binary, or connect with Vsn::V2",
+                )
+                .with("topic", c.topic.clone()));
+            }
+            // The same checks whichever way it goes, so the outcome does not
+            // depend on the socket's state.
+            wire::encode_user_broadcast_push(None, None, &c.topic, event, &Payload::Binary(vec![]))
+                .map_err(|e| field_too_long(&e, &c.topic, event))?;
+        }
+        // realtime-js `send`: a channel that cannot push (`!canPush()`)
+        // sends broadcasts over HTTP instead.
         if self.cfg.http_fallback && !(open && c.state == ChannelState::Joined) {
             let req = HttpBroadcast {
                 push_ref: String::new(),
                 topic: c.topic.clone(),
                 event: event.to_owned(),
-                payload_json: payload_json.to_owned(),
+                payload,
                 private: c.opts.private,
                 token: c.token.clone().or_else(|| self.access_token.clone()),
                 report: ack,
@@ -1226,11 +1373,21 @@ impl Connection {
             }));
             return Ok(r);
         }
-        let p = format!(
-            r#"{{"type":"broadcast","event":{},"payload":{payload_json}}}"#,
-            json_str(event)
-        );
-        self.channel_push(id, "broadcast", p, now, ack)
+        let body = match payload {
+            Payload::Json(j) => PushBody::Text {
+                event: "broadcast".to_owned(),
+                payload_json: format!(
+                    r#"{{"type":"broadcast","event":{},"payload":{}}}"#,
+                    json_str(event),
+                    j.get()
+                ),
+            },
+            bin @ Payload::Binary(_) => PushBody::UserBroadcast {
+                event: event.to_owned(),
+                payload: bin,
+            },
+        };
+        self.channel_push_body(id, body, now, ack)
     }
 
     /// Tracks this client's presence with `payload_json` (an object).
@@ -1606,15 +1763,17 @@ impl Connection {
             if !open {
                 break;
             }
-            let f = wire::encode_push(
-                vsn,
-                jr.as_deref(),
-                Some(&b.push_ref),
-                &topic,
-                &b.event,
-                &b.payload,
-            );
-            self.out.push_back(Output::Transmit(Frame::Text(f)));
+            // Fields were checked when the push was made; only the join_ref
+            // (a short number) is new, so this cannot fail in practice.
+            match b.body.encode(vsn, jr.as_deref(), &b.push_ref, &topic) {
+                Ok(f) => self.out.push_back(Output::Transmit(f)),
+                Err(e) => {
+                    if b.report {
+                        self.reply(b.push_ref, Err(e));
+                    }
+                    continue;
+                }
+            }
             if b.report {
                 self.pending.insert(
                     b.push_ref.clone(),

@@ -4,20 +4,26 @@
 //! * batch: `POST <base>/api/broadcast?<query>` with
 //!   `{"messages":[{topic, event, payload, private}]}` (the HTTP fallback);
 //! * single: `POST <base>/api/broadcast/<subtopic>/events/<event>?<query>[&private=true]`
-//!   with the raw payload (`Client::http_send`).
+//!   with the raw payload (`Client::http_send`, `Client::http_send_binary`,
+//!   and the fallback for binary broadcasts: the batch endpoint is JSON only).
 //!
-//! Headers as realtime-js: `apikey`, `Content-Type: application/json`, and
-//! `Authorization: Bearer <token>` when there is a token. Any 2xx (the
-//! server answers 202) is success.
+//! Headers as realtime-js: `apikey`, `Content-Type: application/json` (or
+//! `application/octet-stream` for bytes), and `Authorization: Bearer <token>`
+//! when there is a token. Any 2xx (the server answers 202) is success.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::frame::Payload;
+
 use super::conn::HttpBroadcast;
 use super::error::{Error, ErrorCode};
 use super::tls::TlsOptions;
 use super::wire::{self, HttpEndpoint};
+
+const JSON: &str = "application/json";
+const OCTET_STREAM: &str = "application/octet-stream";
 
 /// Largest response body read (for error messages).
 const MAX_BODY: u64 = 64 * 1024;
@@ -53,30 +59,51 @@ impl Http {
         })
     }
 
-    /// POSTs a fallback broadcast to the batch endpoint.
+    /// POSTs a fallback broadcast: JSON to the batch endpoint, bytes to the
+    /// single endpoint.
     pub(crate) fn broadcast(&self, req: &HttpBroadcast) -> Result<(), Error> {
+        let Some(batch) = req.body() else {
+            return self.send(
+                &req.topic,
+                &req.event,
+                &req.payload,
+                req.private,
+                req.token.as_deref(),
+            );
+        };
         let url = self.endpoint.batch_url();
-        let (status, body) = self.post(&url, req.token.as_deref(), &req.body())?;
+        let (status, body) = self.post(&url, req.token.as_deref(), JSON, batch.as_bytes())?;
         check(status, &body, &url, false).map_err(|e| e.with("topic", req.topic.clone()))
     }
 
-    /// POSTs `payload_json` to the single endpoint.
+    /// POSTs `payload` as is to the single endpoint: JSON as
+    /// `application/json`, bytes as `application/octet-stream`.
     pub(crate) fn send(
         &self,
         topic: &str,
         event: &str,
-        payload_json: &str,
+        payload: &Payload,
         private: bool,
         token: Option<&str>,
     ) -> Result<(), Error> {
         let url = self
             .endpoint
             .single_url(wire::subtopic(topic), event, private);
-        let (status, body) = self.post(&url, token, payload_json)?;
+        let (content_type, bytes) = match payload {
+            Payload::Json(j) => (JSON, j.get().as_bytes()),
+            Payload::Binary(b) => (OCTET_STREAM, b.as_slice()),
+        };
+        let (status, body) = self.post(&url, token, content_type, bytes)?;
         check(status, &body, &url, true).map_err(|e| e.with("topic", topic.to_owned()))
     }
 
-    fn post(&self, url: &str, token: Option<&str>, body: &str) -> Result<(u16, String), Error> {
+    fn post(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(u16, String), Error> {
         #[cfg(not(feature = "tls"))]
         if url.starts_with("https://") {
             return Err(Error::new(
@@ -85,10 +112,7 @@ impl Http {
             )
             .with("url", path_of(url)));
         }
-        let mut r = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/json");
+        let mut r = self.agent.post(url).header("Content-Type", content_type);
         if let Some(k) = &self.apikey {
             r = r.header("apikey", k);
         }

@@ -103,6 +103,8 @@ pub use types::{
 
 pub use crate::frame::Vsn;
 
+use crate::frame::Payload;
+
 /// The rustls this client is built with, for [`ClientConfig::rustls_config`].
 #[cfg(feature = "tls")]
 pub use rustls;
@@ -813,6 +815,60 @@ impl Client {
         self.with_reply(|c, now| c.broadcast_with_ack(channel.id, event, &p, now))
     }
 
+    /// Broadcasts `event` with a binary payload (realtime-js `send` with an
+    /// `ArrayBuffer`; no reply; buffered until joined). Receivers on
+    /// vsn 2.0.0 get [`BroadcastPayload::Binary`] with exactly these bytes;
+    /// V1 receivers get nothing (the server cannot put bytes in JSON).
+    ///
+    /// On the wire it is a binary kind-3 frame with payload encoding 0, so
+    /// the client must speak vsn 2.0.0 (the default): on V1 this is an
+    /// `Unsupported` error. A topic or event over 255 bytes (the frame
+    /// header's limit) is `InvalidInput`. With
+    /// [`ClientConfig::http_fallback`], a channel that cannot push POSTs the
+    /// bytes to the single endpoint as `application/octet-stream` instead.
+    ///
+    /// ```no_run
+    /// # use tidings_ws::client::{ChannelOptions, Client, ClientConfig};
+    /// # let client = Client::connect(ClientConfig::new("ws://127.0.0.1:4000/socket")).unwrap();
+    /// let room = client.channel("room1", ChannelOptions::default());
+    /// client.subscribe(&room)?;
+    /// client.broadcast_binary(&room, "frame", &[0x00, 0x80, 0xff])?;
+    /// # Ok::<_, tidings_ws::client::Error>(())
+    /// ```
+    pub fn broadcast_binary(
+        &self,
+        channel: &Channel,
+        event: &str,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        self.shared()
+            .with_core(|c, now| c.broadcast_binary(channel.id, event, bytes, now))
+            .map(|_| ())
+    }
+
+    /// [`broadcast_binary`](Self::broadcast_binary), returning a ref to
+    /// [`wait_for_ack`](Self::wait_for_ack) on (the server's reply is
+    /// matched by the push's ref); needs the channel option `broadcast_ack`.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use tidings_ws::client::{ChannelOptions, Client, ClientConfig};
+    /// # let client = Client::connect(ClientConfig::new("ws://127.0.0.1:4000/socket")).unwrap();
+    /// let room = client.channel("room1", ChannelOptions::default().broadcast_ack(true));
+    /// client.subscribe(&room)?;
+    /// let ack = client.broadcast_binary_with_ack(&room, "frame", b"\x00\x01")?;
+    /// smol::block_on(client.wait_for_ack(&ack, Duration::from_secs(5)))?;
+    /// # Ok::<_, tidings_ws::client::Error>(())
+    /// ```
+    pub fn broadcast_binary_with_ack(
+        &self,
+        channel: &Channel,
+        event: &str,
+        bytes: &[u8],
+    ) -> Result<AckRef, Error> {
+        self.with_reply(|c, now| c.broadcast_binary_with_ack(channel.id, event, bytes, now))
+    }
+
     /// Waits for a push's reply: `Ok(Acknowledged)`, or `Err` with code
     /// `Timeout` (after `timeout`, or the push timeout), `Rejected`,
     /// `Closed` or `Overflow`.
@@ -875,13 +931,48 @@ impl Client {
         event: &str,
         payload: &impl Serialize,
     ) -> Result<(), Error> {
+        let body = Payload::json(&to_json(payload)?).map_err(|e| {
+            Error::new(ErrorCode::InvalidInput, "payload is not valid JSON")
+                .with("reason", e.to_string())
+        })?;
+        self.http_send_payload(channel, event, body).await
+    }
+
+    /// POSTs `bytes` to the REST single endpoint as the raw body with
+    /// `Content-Type: application/octet-stream` (realtime-js `httpSend`
+    /// with an `ArrayBuffer`), whatever the socket's state or `vsn`;
+    /// otherwise as [`http_send`](Self::http_send). Receivers on vsn 2.0.0
+    /// get [`BroadcastPayload::Binary`].
+    ///
+    /// ```no_run
+    /// # use tidings_ws::client::{ChannelOptions, Client, ClientConfig};
+    /// # let client = Client::connect(ClientConfig::new("ws://127.0.0.1:4000/socket")).unwrap();
+    /// let room = client.channel("room1", ChannelOptions::default());
+    /// smol::block_on(client.http_send_binary(&room, "frame", &[0x00, 0x80, 0xff]))?;
+    /// # Ok::<_, tidings_ws::client::Error>(())
+    /// ```
+    pub async fn http_send_binary(
+        &self,
+        channel: &Channel,
+        event: &str,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        self.http_send_payload(channel, event, Payload::Binary(bytes.to_vec()))
+            .await
+    }
+
+    async fn http_send_payload(
+        &self,
+        channel: &Channel,
+        event: &str,
+        body: Payload,
+    ) -> Result<(), Error> {
         if event.is_empty() {
             return Err(
                 Error::new(ErrorCode::InvalidInput, "the event name is empty")
                     .with("topic", channel.topic().to_owned()),
             );
         }
-        let body = to_json(payload)?;
         let (private, token) = {
             let core = lock(&self.shared().core);
             let info = core.channel_info(channel.id).ok_or_else(|| {

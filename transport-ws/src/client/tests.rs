@@ -1029,14 +1029,14 @@ fn http_fallback_posts_broadcasts_a_channel_cannot_push() {
             push_ref: r,
             topic: "realtime:room1".into(),
             event: "evt".into(),
-            payload_json: r#"{"a":1}"#.into(),
+            payload: crate::frame::Payload::json(r#"{"a":1}"#).unwrap(),
             private: true,
             token: Some("tok".into()),
             report: false,
         }]
     );
     assert_eq!(
-        reqs[0].body(),
+        reqs[0].body().unwrap(),
         r#"{"messages":[{"topic":"room1","event":"evt","payload":{"a":1},"private":true}]}"#
     );
     // Socket open, channel joining: still HTTP (realtime-js `!canPush()`),
@@ -1195,4 +1195,239 @@ fn the_socket_closes_50_s_after_its_last_channel_and_a_subscribe_reopens_it() {
     let (a, _) = h.joined("a", ChannelOptions::default());
     h.c.unsubscribe(a, h.now).unwrap();
     assert_eq!(closes(&h.advance(secs(300))), 0, "disabled");
+}
+
+// ---- binary broadcasts (kind 3) -------------------------------------------
+
+/// Every transmitted binary frame.
+fn binary_frames(out: &[Output]) -> Vec<Vec<u8>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Transmit(Frame::Binary(b)) => Some(b.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The kind-3 frame realtime-js would send: header, then the fields.
+fn kind3(join_ref: &str, push_ref: &str, topic: &str, event: &str, bytes: &[u8]) -> Vec<u8> {
+    let len = |s: &str| u8::try_from(s.len()).unwrap();
+    let mut f = vec![
+        3,
+        len(join_ref),
+        len(push_ref),
+        len(topic),
+        len(event),
+        0,
+        0,
+    ];
+    for field in [join_ref, push_ref, topic, event] {
+        f.extend_from_slice(field.as_bytes());
+    }
+    f.extend_from_slice(bytes);
+    f
+}
+
+const BYTES: &[u8] = &[0x00, 0x80, 0xff, b'{'];
+
+#[test]
+fn binary_broadcast_is_the_exact_kind_3_frame_on_v2() {
+    let mut h = H::open(quick());
+    let (id, jr) = h.joined("room1", ChannelOptions::default());
+    let r = h.c.broadcast_binary(id, "cursor", BYTES, h.now).unwrap();
+    let out = h.drain();
+    assert!(frames(&out).is_empty(), "no text frame: {out:?}");
+    let f = binary_frames(&out);
+    assert_eq!(f, [kind3(&jr, &r, "realtime:room1", "cursor", BYTES)]);
+    // Byte for byte: join_ref "1", ref "2", topic 14 bytes, event 6 bytes,
+    // no metadata, encoding 0.
+    assert_eq!(&f[0][..7], &[3, 1, 1, 14, 6, 0, 0]);
+    assert_eq!(&f[0][7..], b"12realtime:room1cursor\x00\x80\xff{");
+    // The server's decoder reads it back.
+    let crate::frame::Inbound::UserBroadcast(b) = crate::frame::decode_binary(&f[0]).unwrap()
+    else {
+        panic!("kind 3")
+    };
+    assert_eq!(
+        (
+            b.join_ref.as_deref(),
+            b.msg_ref.as_deref(),
+            b.user_event.as_str()
+        ),
+        (Some(jr.as_str()), Some(r.as_str()), "cursor")
+    );
+    assert_eq!(b.payload, crate::frame::Payload::Binary(BYTES.to_vec()));
+    // Empty payloads are fine.
+    h.c.broadcast_binary(id, "e", &[], h.now).unwrap();
+    assert_eq!(binary_frames(&h.drain())[0].len(), 7 + 1 + 1 + 14 + 1);
+}
+
+#[test]
+fn binary_broadcast_on_v1_is_unsupported() {
+    let mut h = H::open(ConnectionConfig {
+        vsn: Vsn::V1,
+        ..quick()
+    });
+    let id =
+        h.c.channel("room1", ChannelOptions::default().broadcast_ack(true));
+    h.c.subscribe(id, h.now).unwrap();
+    let jr = frames(&h.drain())[0]["join_ref"].clone();
+    h.recv(&json!({"topic":"realtime:room1","event":"phx_reply",
+        "payload":{"status":"ok","response":{}},"ref":jr,"join_ref":jr}));
+    assert_eq!(h.c.channel_info(id).unwrap().state, ChannelState::Joined);
+    let e = h.c.broadcast_binary(id, "e", BYTES, h.now).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unsupported);
+    assert!(e.message.contains("vsn 2.0.0"), "{e}");
+    assert_eq!(e.context("topic"), Some("realtime:room1"));
+    let e =
+        h.c.broadcast_binary_with_ack(id, "e", BYTES, h.now)
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unsupported);
+    // Even with the HTTP fallback on and the channel unable to push.
+    let mut f = H::new(ConnectionConfig {
+        vsn: Vsn::V1,
+        ..fallback()
+    });
+    let id = f.c.channel("room1", ChannelOptions::default());
+    let e = f.c.broadcast_binary(id, "e", BYTES, f.now).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unsupported);
+    assert!(h.drain().is_empty() && f.drain().is_empty());
+}
+
+#[test]
+fn binary_broadcast_ack_is_correlated_by_ref_and_times_out() {
+    let mut h = H::open(quick());
+    let (plain, _) = h.joined("plain", ChannelOptions::default());
+    let e =
+        h.c.broadcast_binary_with_ack(plain, "e", BYTES, h.now)
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput, "needs broadcast.ack");
+    let (id, jr) = h.joined("room", ChannelOptions::default().broadcast_ack(true));
+    let r1 =
+        h.c.broadcast_binary_with_ack(id, "e", BYTES, h.now)
+            .unwrap();
+    let r2 =
+        h.c.broadcast_binary_with_ack(id, "e", BYTES, h.now)
+            .unwrap();
+    let f = binary_frames(&h.drain());
+    assert_eq!(
+        f,
+        [
+            kind3(&jr, &r1, "realtime:room", "e", BYTES),
+            kind3(&jr, &r2, "realtime:room", "e", BYTES)
+        ]
+    );
+    // The second is answered first: each reply resolves its own ref.
+    let out = h.recv(&json!([jr, r2, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    assert_eq!(replies(&out), [(r2.clone(), Ok(()))]);
+    let out = h.advance(secs(10));
+    assert_eq!(replies(&out), [(r1, Err(ErrorCode::Timeout))]);
+}
+
+#[test]
+fn binary_broadcast_is_buffered_until_joined_with_the_new_join_ref() {
+    let mut h = H::new(quick());
+    let id =
+        h.c.channel("room", ChannelOptions::default().broadcast_ack(true));
+    h.c.subscribe(id, h.now).unwrap();
+    let r1 =
+        h.c.broadcast_binary_with_ack(id, "a", BYTES, h.now)
+            .unwrap();
+    h.c.broadcast(id, "j", "1", h.now).unwrap();
+    let r3 = h.c.broadcast_binary(id, "b", &[7], h.now).unwrap();
+    h.c.connect(h.now);
+    h.c.handle_open(h.now);
+    let out = h.drain();
+    assert!(
+        binary_frames(&out).is_empty(),
+        "not before the join: {out:?}"
+    );
+    let jr = frames(&out)[0][0].as_str().unwrap().to_owned();
+    let out = h.recv(&json!([jr, jr, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    // In order, text and binary interleaved, each with the join's ref.
+    let kinds: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit(Frame::Text(_)) => Some("text"),
+            Output::Transmit(Frame::Binary(_)) => Some("binary"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["binary", "text", "binary"]);
+    assert_eq!(
+        binary_frames(&out),
+        [
+            kind3(&jr, &r1, "realtime:room", "a", BYTES),
+            kind3(&jr, &r3, "realtime:room", "b", &[7])
+        ]
+    );
+    // The buffered ack now waits for its reply.
+    let out = h.recv(&json!([jr, r1, "realtime:room", "phx_reply", {"status":"ok","response":{}}]));
+    assert_eq!(replies(&out), [(r1, Ok(()))]);
+}
+
+#[test]
+fn binary_broadcast_fields_over_255_bytes_are_an_error_not_a_panic() {
+    let mut h = H::open(quick());
+    let (id, _) = h.joined("room", ChannelOptions::default());
+    let e =
+        h.c.broadcast_binary(id, &"e".repeat(256), BYTES, h.now)
+            .unwrap_err();
+    assert_eq!(
+        (e.code, e.context("field"), e.context("bytes")),
+        (ErrorCode::InvalidInput, Some("user event"), Some("256"))
+    );
+    h.c.broadcast_binary(id, &"e".repeat(255), BYTES, h.now)
+        .unwrap();
+    assert_eq!(binary_frames(&h.drain()).len(), 1, "255 fits");
+    // realtime:<247 bytes> is 256 bytes.
+    let long = h.c.channel(&"t".repeat(247), ChannelOptions::default());
+    h.c.subscribe(long, h.now).unwrap();
+    let e = h.c.broadcast_binary(long, "e", BYTES, h.now).unwrap_err();
+    assert_eq!(
+        (e.code, e.context("field")),
+        (ErrorCode::InvalidInput, Some("topic"))
+    );
+    // Nothing was buffered for the join either.
+    let jr = h.c.channel_info(long).unwrap().join_ref.unwrap();
+    h.drain();
+    let topic = format!("realtime:{}", "t".repeat(247));
+    let out = h.recv(&json!([jr, jr, topic, "phx_reply", {"status":"ok","response":{}}]));
+    assert!(binary_frames(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn binary_broadcast_falls_back_to_http_with_the_bytes() {
+    let mut h = H::new(ConnectionConfig {
+        access_token: Some("tok".into()),
+        ..fallback()
+    });
+    let id =
+        h.c.channel("room1", ChannelOptions::default().broadcast_ack(true));
+    let r =
+        h.c.broadcast_binary_with_ack(id, "evt", BYTES, h.now)
+            .unwrap();
+    let reqs = http_requests(&h.drain());
+    assert_eq!(
+        reqs,
+        [HttpBroadcast {
+            push_ref: r.clone(),
+            topic: "realtime:room1".into(),
+            event: "evt".into(),
+            payload: crate::frame::Payload::Binary(BYTES.to_vec()),
+            private: false,
+            token: Some("tok".into()),
+            report: true,
+        }]
+    );
+    assert_eq!(reqs[0].body(), None, "the batch endpoint is JSON only");
+    h.c.handle_http_result(h.now, &reqs[0], Ok(()));
+    assert_eq!(replies(&h.drain()), [(r, Ok(()))]);
+    // Joined on an open socket: the socket, not HTTP.
+    let mut h = H::open(fallback());
+    let (id, _) = h.joined("room1", ChannelOptions::default());
+    h.c.broadcast_binary(id, "evt", BYTES, h.now).unwrap();
+    let out = h.drain();
+    assert!(http_requests(&out).is_empty());
+    assert_eq!(binary_frames(&out).len(), 1);
 }

@@ -1,11 +1,14 @@
 //! Client-side framing that `frame` (written for the server) does not
-//! cover: V1 pushes carry `join_ref`, and the server's binary kind 4.
+//! cover: V1 pushes carry `join_ref`, the client's binary kind 3 (`frame`
+//! only decodes it), and decoding the server's binary kind 4.
 
 use std::fmt::Write as _;
 
 use serde_json::value::RawValue;
 
-use crate::frame::{self, KIND_USER_BROADCAST, Payload, RawJson, Vsn};
+use crate::frame::{
+    self, FieldTooLong, KIND_USER_BROADCAST, KIND_USER_BROADCAST_PUSH, Payload, RawJson, Vsn,
+};
 
 use super::error::{Error, ErrorCode};
 
@@ -38,6 +41,45 @@ pub(crate) fn encode_push(
             json_opt(join_ref)
         ),
     }
+}
+
+/// Encodes a Supabase user broadcast push as a binary kind-3 frame (client
+/// → server, V2 only), the layout `frame::decode_binary` reads:
+/// `[3, join_ref_len, ref_len, topic_len, event_len, metadata_len, encoding]`
+/// then join_ref, ref, topic, user event, metadata and the payload. Encoding
+/// 0 carries bytes, 1 JSON; metadata is empty, as realtime-js sends it.
+/// A missing ref is an empty field. Any field over 255 bytes is an error.
+pub(crate) fn encode_user_broadcast_push(
+    join_ref: Option<&str>,
+    msg_ref: Option<&str>,
+    topic: &str,
+    user_event: &str,
+    payload: &Payload,
+) -> Result<Vec<u8>, FieldTooLong> {
+    let (join_ref, msg_ref) = (join_ref.unwrap_or(""), msg_ref.unwrap_or(""));
+    let len = |s: &str, what| u8::try_from(s.len()).map_err(|_| FieldTooLong(what));
+    let (encoding, body): (u8, &[u8]) = match payload {
+        Payload::Binary(b) => (0, b),
+        Payload::Json(j) => (1, j.get().as_bytes()),
+    };
+    let header = [
+        KIND_USER_BROADCAST_PUSH,
+        len(join_ref, "join_ref")?,
+        len(msg_ref, "ref")?,
+        len(topic, "topic")?,
+        len(user_event, "user event")?,
+        0,
+        encoding,
+    ];
+    let mut out = Vec::with_capacity(
+        header.len() + join_ref.len() + msg_ref.len() + topic.len() + user_event.len() + body.len(),
+    );
+    out.extend_from_slice(&header);
+    for field in [join_ref, msg_ref, topic, user_event] {
+        out.extend_from_slice(field.as_bytes());
+    }
+    out.extend_from_slice(body);
+    Ok(out)
 }
 
 /// A decoded server kind-4 frame (Supabase user broadcast).
@@ -319,6 +361,41 @@ mod tests {
         assert_eq!(
             encode_push(Vsn::V2, None, Some("10"), "phoenix", "heartbeat", "{}"),
             r#"[null,"10","phoenix","heartbeat",{}]"#
+        );
+    }
+
+    #[test]
+    fn kind3_matches_realtime_js_and_the_server_decoder() {
+        // The observed realtime-js frame (reference §1.2, fact 2).
+        let p = Payload::json(r#"{"msg":"hi"}"#).unwrap();
+        let f = encode_user_broadcast_push(Some("6"), Some("7"), "realtime:room1", "hello", &p)
+            .unwrap();
+        let mut expected = vec![3, 1, 1, 14, 5, 0, 1];
+        expected.extend_from_slice(b"67realtime:room1hello{\"msg\":\"hi\"}");
+        assert_eq!(f, expected);
+        // Binary, encoding 0, decoded by the server's own decoder.
+        let bytes = Payload::Binary(vec![0x00, 0x80, 0xff]);
+        let f = encode_user_broadcast_push(None, Some("12"), "realtime:r", "bin", &bytes).unwrap();
+        assert_eq!(&f[..7], &[3, 0, 2, 10, 3, 0, 0]);
+        let frame::Inbound::UserBroadcast(b) = frame::decode_binary(&f).unwrap() else {
+            panic!("kind 3")
+        };
+        assert_eq!(
+            (b.join_ref, b.msg_ref.as_deref(), b.topic.as_str()),
+            (None, Some("12"), "realtime:r")
+        );
+        assert_eq!(
+            (b.user_event.as_str(), b.metadata, b.payload),
+            ("bin", None, bytes)
+        );
+        let long = "e".repeat(256);
+        assert_eq!(
+            encode_user_broadcast_push(None, None, "t", &long, &Payload::Binary(vec![])),
+            Err(FieldTooLong("user event"))
+        );
+        assert!(
+            encode_user_broadcast_push(None, None, &"t".repeat(255), "e", &Payload::Binary(vec![]))
+                .is_ok()
         );
     }
 
