@@ -1,7 +1,8 @@
 //! The client's REST side against a fake HTTP server (std `TcpListener` on
 //! 127.0.0.1:0) that records each request exactly and answers with a
 //! scripted status: the HTTP broadcast fallback (`POST /api/broadcast`) and
-//! `Client::http_send` (`POST /api/broadcast/<topic>/events/<event>`). The
+//! `Client::http_send` / `http_send_binary` (`POST
+//! /api/broadcast/<topic>/events/<event>`). The
 //! WebSocket upgrade the client also tries on that port is refused with
 //! 503, so its channels can never push.
 
@@ -236,4 +237,75 @@ fn an_unreachable_server_is_an_io_error_not_a_hang() {
     let e = smol::block_on(client.http_send(&room, "e", &1)).unwrap_err();
     assert_eq!(e.code, ErrorCode::Io, "{e}");
     assert!(started.elapsed() < WAIT);
+}
+
+/// Every byte value, including the ones text would mangle.
+const BYTES: &[u8] = &[0x00, 0x80, 0xff, b'"', b'\n', 0x7f];
+
+#[test]
+fn http_send_binary_posts_the_raw_bytes_as_octet_stream() {
+    let fake = FakeHttp::start();
+    let (client, _events) = connect(fake.config().access_token("tok"));
+    let room = client.channel("room 1", ChannelOptions::default().private(true));
+    fake.answer(202, "");
+    fake.answer(404, "");
+    smol::block_on(async {
+        client
+            .http_send_binary(&room, "evt 2", BYTES)
+            .await
+            .unwrap();
+        let old = client
+            .http_send_binary(&room, "e", BYTES)
+            .await
+            .unwrap_err();
+        assert_eq!(old.code, ErrorCode::Unsupported, "404: server too old");
+        let empty = client.http_send_binary(&room, "", BYTES).await.unwrap_err();
+        assert_eq!(empty.code, ErrorCode::InvalidInput);
+    });
+    let p = fake.post();
+    assert_eq!(
+        p.target,
+        "/api/broadcast/room%201/events/evt%202?apikey=KEY&vsn=2.0.0&private=true"
+    );
+    assert_eq!(p.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(p.header("apikey"), Some("KEY"));
+    assert_eq!(p.header("authorization"), Some("Bearer tok"));
+    assert_eq!(p.body, BYTES, "the raw bytes, not JSON");
+    assert_eq!(fake.post().body, BYTES);
+}
+
+#[test]
+fn a_binary_fallback_broadcast_posts_the_single_endpoint_as_octet_stream() {
+    let fake = FakeHttp::start();
+    let (client, _events) = connect(fake.config().access_token("tok").http_fallback(true));
+    let room = client.channel("room1", ChannelOptions::default().broadcast_ack(true));
+    client.subscribe(&room).unwrap();
+    fake.answer(202, "");
+    fake.answer(500, r#"{"message":"boom"}"#);
+    smol::block_on(async {
+        let ok = client
+            .broadcast_binary_with_ack(&room, "bin", BYTES)
+            .unwrap();
+        client.wait_for_ack(&ok, WAIT).await.unwrap();
+        let refused = client
+            .broadcast_binary_with_ack(&room, "bin", BYTES)
+            .unwrap();
+        let e = client.wait_for_ack(&refused, WAIT).await.unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (ErrorCode::Rejected, "boom"));
+    });
+    let p = fake.post();
+    // Not the batch endpoint: it is JSON only.
+    assert_eq!(
+        p.target,
+        "/api/broadcast/room1/events/bin?apikey=KEY&vsn=2.0.0"
+    );
+    assert_eq!(p.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(p.header("authorization"), Some("Bearer tok"));
+    assert_eq!(p.body, BYTES);
+    // JSON broadcasts on the same channel still use the batch endpoint.
+    client.broadcast(&room, "j", &json!({"a": 1})).unwrap();
+    let _ = fake.post();
+    let p = fake.post();
+    assert_eq!(p.target, "/api/broadcast?apikey=KEY&vsn=2.0.0");
+    assert_eq!(p.header("content-type"), Some("application/json"));
 }
