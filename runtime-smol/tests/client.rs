@@ -1,8 +1,8 @@
 //! The Rust realtime client (`tidings_ws::client`) against the real Tidings
 //! WebSocket server on loopback: joins, broadcasts (self, ack, wildcard and
 //! case-insensitive bindings), presence between two Rust clients and between
-//! a Rust client and realtime-js, `set_auth`, refused joins, and broadcasts
-//! from server code.
+//! a Rust client and realtime-js, `set_auth`, refused joins, broadcasts
+//! from server code, and binary broadcasts (V2 only).
 
 #[allow(dead_code)]
 mod support;
@@ -18,9 +18,11 @@ use support::{TestServer, WAIT};
 use tidings_core::{Channel, Effects, Peer};
 use tidings_smol::{Access, App, AppError, NextAction, Page};
 use tidings_ws::client::{
-    Acknowledged, Binding, ChannelEvent, ChannelOptions, ChannelState, Client, ClientConfig,
-    ConnectionEvent, ConnectionState, ErrorCode, Event, Events, PresenceChange, PresenceState,
+    Acknowledged, Binding, BroadcastPayload, ChannelEvent, ChannelOptions, ChannelState, Client,
+    ClientConfig, ConnectionEvent, ConnectionState, ErrorCode, Event, Events, PresenceChange,
+    PresenceState,
 };
+use tidings_ws::frame::Vsn;
 use tidings_ws::server::topic::realtime_channel;
 
 /// Refuses topics containing `denied` and the access token `revoked`, with
@@ -906,4 +908,77 @@ fn a_broadcast_over_the_http_fallback_and_http_send_reach_a_joined_client() {
     assert_eq!(e.code, ErrorCode::Unauthorized, "{e}");
     let e = smol::block_on(sender.http_send(&denied, "x", &json!({}))).expect_err("refused");
     assert_eq!(e.code, ErrorCode::Unauthorized, "{e}");
+}
+
+/// A binary broadcast's `(event, bytes)` on `topic`.
+fn binary_of(e: &Event, topic: &str) -> Option<(String, Vec<u8>)> {
+    match e {
+        Event::Broadcast {
+            topic: t,
+            event,
+            payload: BroadcastPayload::Binary(b),
+            ..
+        } if t == topic => Some((event.clone(), b.clone())),
+        _ => None,
+    }
+}
+
+#[test]
+fn binary_broadcasts_reach_v2_clients_byte_for_byte_and_not_v1_clients() {
+    let srv = start();
+    let topic = "realtime:bin-room";
+    let (a, a_events) = connect(&srv);
+    let (b, b_events) = connect(&srv);
+    let (old, old_events) = connect_cfg(ClientConfig::new(endpoint(&srv)).apikey("k").vsn(Vsn::V1));
+    let ach = a.channel("bin-room", ChannelOptions::default().broadcast_ack(true));
+    a.subscribe(&ach).expect("subscribe");
+    for (c, events) in [(&b, &b_events), (&old, &old_events)] {
+        let ch = c.channel("bin-room", ChannelOptions::default());
+        c.on(&ch, Binding::broadcast("*")).expect("binding");
+        c.subscribe(&ch).expect("subscribe");
+        wait_joined(events, topic);
+    }
+    wait_joined(&a_events, topic);
+
+    // Every byte value that would not survive as text.
+    let bytes: Vec<u8> = vec![0x00, 0x80, 0xff, b'{', 0x01, 0xc3, 0x28, 0x7f];
+    let r = a
+        .broadcast_binary_with_ack(&ach, "blob", &bytes)
+        .expect("broadcast_binary");
+    assert_eq!(ack(&a, &r), Acknowledged, "acked by its ref");
+    let got = wait_for(&b_events, "the binary broadcast", |e| binary_of(e, topic));
+    assert_eq!(got, ("blob".to_owned(), bytes.clone()));
+    a.broadcast_binary(&ach, "blob2", &[0xff])
+        .expect("broadcast_binary");
+    let got = wait_for(&b_events, "the second binary broadcast", |e| {
+        binary_of(e, topic)
+    });
+    assert_eq!(got, ("blob2".to_owned(), vec![0xff]));
+
+    // The V1 client gets nothing binary: a JSON broadcast sent afterwards
+    // arrives, and nothing came before it.
+    let r = a
+        .broadcast_with_ack(&ach, "after", &json!({"n": 1}))
+        .expect("broadcast");
+    assert_eq!(ack(&a, &r), Acknowledged);
+    let before = events_until(&old_events, "the JSON broadcast on V1", |e| {
+        broadcast_of(e, topic).is_some_and(|(ev, p)| ev == "after" && p == json!({"n": 1}))
+    });
+    assert!(
+        !before.iter().any(|e| matches!(e, Event::Broadcast { .. })),
+        "the V1 client got no broadcast before the JSON one: {before:#?}"
+    );
+    assert_eq!(wait_broadcast(&b_events, topic, "after"), json!({"n": 1}));
+
+    // A V1 client cannot send one: a typed error, nothing sent.
+    let och = old.channel("bin-room", ChannelOptions::default());
+    let e = old.broadcast_binary(&och, "x", &bytes).expect_err("V1");
+    assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
+
+    // The REST single endpoint with the raw bytes reaches B too.
+    smol::block_on(a.http_send_binary(&ach, "via-rest", &bytes)).expect("http_send_binary");
+    let got = wait_for(&b_events, "the REST binary broadcast", |e| {
+        binary_of(e, topic)
+    });
+    assert_eq!(got, ("via-rest".to_owned(), bytes));
 }
